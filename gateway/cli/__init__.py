@@ -1,0 +1,49 @@
+"""The ``gateway`` command. Each sub-command group lives in its own module and is mounted here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from gateway.errors import GatewayError, UsageError
+
+app = typer.Typer(
+    name="gateway",
+    help="LGSP e-document exchange gateway: hub, agency node, PKI and edXML tools.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+err_console = Console(stderr=True)
+
+
+def _mount() -> None:
+    """Import the command modules lazily so `gateway --help` stays fast and imports stay one-way."""
+    from gateway.cli import certs, package
+
+    app.add_typer(certs.app, name="certs")
+    app.add_typer(package.app, name="package")
+
+
+def main() -> None:
+    """Console-script entry point: every GatewayError becomes one readable line and an exit code."""
+    _mount()
+    try:
+        app(standalone_mode=False)
+    except GatewayError as exc:
+        err_console.print(f"[bold red]error[/] {exc.code}: {exc.detail}", highlight=False)
+        sys.exit(2 if isinstance(exc, UsageError) else 1)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2 if isinstance(exc, click.UsageError) else 1)
+        raise
