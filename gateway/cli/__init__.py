@@ -22,10 +22,11 @@ err_console = Console(stderr=True)
 
 def _mount() -> None:
     """Import the command modules lazily so `gateway --help` stays fast and imports stay one-way."""
-    from gateway.cli import certs, package
+    import importlib
 
-    app.add_typer(certs.app, name="certs")
-    app.add_typer(package.app, name="package")
+    for name in ("certs", "package"):
+        module = importlib.import_module(f"gateway.cli.{name}")
+        app.add_typer(module.app, name=name, help=module.__doc__)
 
 
 def main() -> None:
