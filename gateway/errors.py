@@ -60,6 +60,21 @@ _reg("edxml.attachment_duplicate", "Two attachments share one ContentId")
 _reg("edxml.attachment_digest", "An attachment does not match the size or SHA-256 in the signed manifest")
 _reg("edxml.manifest_digest_missing", "The manifest does not give an attachment's size and SHA-256")
 
+# --- multipart carriage form (gateway/edxml/multipart.py; docs/carriage.md) ---------------------------
+_reg("multipart.content_type", "The content type is not multipart/related with type application/edxml+xml")
+_reg("multipart.boundary", "The multipart boundary is missing or not a valid RFC 2046 boundary")
+_reg("multipart.preamble", "There is text other than blank lines before the first part or after the last one")
+_reg("multipart.malformed", "The multipart body is not well formed (delimiter or header syntax)")
+_reg("multipart.headers_too_large", "A part's headers are larger than allowed")
+_reg("multipart.part_headers", "A part lacks Content-ID, repeats a header or has an unsupported encoding")
+_reg("multipart.truncated", "The multipart body ended before its closing delimiter")
+_reg("multipart.too_many_parts", "The multipart body has more parts than allowed")
+_reg("multipart.duplicate_part", "Two parts share one Content-ID")
+_reg("multipart.start_missing", "The first part is not the edXML start part (Content-ID <edxml>)")
+_reg("multipart.part_unlisted", "A part is not listed in the signed manifest")
+_reg("multipart.not_envelope_signed", "The signature covers the whole document; the package cannot be split")
+# --- end multipart ----------------------------------------------------------------------------------
+
 # --- field rules (codes and limits) -----------------------------------------------------------------
 _reg("field.organ_id", "An agency code (OrganId) is not of the form V1V2V3.Z1Z2.Y1Y2.X1X2X3")
 _reg("field.document_id", "A DocumentId is not <OrganId>,<yyyy/MM/dd>,<CodeNumber>/<CodeNotation>")
