@@ -228,3 +228,17 @@ class StatusMessage:
 
 
 Message = DocumentPackage | StatusMessage
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttachmentDigest:
+    """What was measured of one attachment's bytes, to be compared with its signed manifest Reference.
+
+    ``content_id`` is normalised: without the ``cid:`` prefix and without angle brackets. ``sha256`` is
+    lower-case hex. The multipart reader produces these while it streams the parts to storage, so the
+    verifier never needs the bytes themselves.
+    """
+
+    content_id: str
+    size: int
+    sha256: str
