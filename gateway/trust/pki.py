@@ -238,7 +238,10 @@ def issue_agency_cert(
     )
     if crl_url:
         point = x509.DistributionPoint(
-            full_name=[x509.UniformResourceIdentifier(crl_url)], relative_name=None, reasons=None, crl_issuer=None
+            full_name=[x509.UniformResourceIdentifier(crl_url)],
+            relative_name=None,
+            reasons=None,
+            crl_issuer=None,
         )
         builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
     return Issued(key=key, cert=_sign(builder, ca.key), chain=ca.full_chain)
