@@ -73,7 +73,8 @@ class OtherInfo:
     typer_notation: str | None = None
     promulgation_amount: int | None = None
     page_amount: int | None = None
-    direction: int | None = None
+    # ``true``/``false`` on the wire (the samples write ``<Direction>false</Direction>``); a bool, not an int.
+    direction: bool | None = None
     appendixes: tuple[str, ...] = ()
 
 
