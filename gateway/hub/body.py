@@ -1,0 +1,163 @@
+"""Receiving a request body: streamed, hashed while it arrives, size-limited before and while reading.
+
+A body is never read whole into memory with ``await request.read()``. Small bodies (the common 10 KB
+package) stay in memory because a temporary file would cost more than the verification; past
+``spool_threshold`` the bytes go to a temporary file in the blob store's ``tmp`` folder, written and hashed
+in a thread (``hashlib`` and file writes release the GIL) so that the event loop keeps serving.
+
+Every exit path that does not hand the spool over removes its file: a rejected request leaves nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from gateway.errors import InputError, InputTooLarge, RequestError, RequestTimeout
+
+BATCH = 1 << 20
+"""Bytes gathered from the socket before one hand-off to the writer thread."""
+
+ChunkSink = Callable[[bytes], None]
+"""Receives each batch of raw body bytes in the writer thread (the multipart parser plugs in here)."""
+
+
+@dataclass(kw_only=True)
+class Spool:
+    """The received body: its SHA-256 and size, and either the bytes or a temporary file holding them."""
+
+    sha256: str
+    size: int
+    data: bytes | None = None
+    path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def read(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        assert self.path is not None
+        return self.path.read_bytes()
+
+    def discard(self) -> None:
+        """Remove the temporary file, if any (idempotent)."""
+        if self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+
+def check_declared_length(request: web.Request, limit: int) -> None:
+    """Refuse before reading a byte when ``Content-Length`` already says the body is too large."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise InputTooLarge(
+            "input.too_large", f"the body is {declared} bytes; the limit is {limit}", limit=limit
+        )
+
+
+class _Writer:
+    """Hash and (once spilled) write, in one worker thread at a time; ``sink`` sees every byte too."""
+
+    def __init__(self, tmp_dir: Path, sink: ChunkSink | None) -> None:
+        self.hasher = hashlib.sha256()
+        self.tmp_dir = tmp_dir
+        self.sink = sink
+        self.fh: Any = None
+        self.path: Path | None = None
+
+    def open(self) -> None:
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="in-", suffix=".part", dir=self.tmp_dir)
+        self.path = Path(name)
+        self.fh = os.fdopen(fd, "wb", buffering=0)
+
+    def write(self, chunk: bytes) -> None:
+        self.hasher.update(chunk)
+        if self.fh is not None:
+            self.fh.write(chunk)
+        if self.sink is not None:
+            self.sink(chunk)
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+
+
+async def receive(
+    request: web.Request,
+    *,
+    limit: int,
+    tmp_dir: Path,
+    spool_threshold: int = 1 << 20,
+    sink: ChunkSink | None = None,
+    keep_file: bool = True,
+    read_timeout: float | None = 60.0,
+) -> Spool:
+    """Stream the body of ``request``; raise ``input.too_large`` (413) the moment it passes ``limit``.
+
+    ``sink`` (run in a worker thread, in order) also receives every byte, e.g. a multipart push parser.
+    With ``keep_file=False`` the raw body is hashed and handed to ``sink`` but never written (the sink
+    stores what matters). ``read_timeout``: the longest wait for the next chunk (slow-client defence).
+    """
+    check_declared_length(request, limit)
+    writer = _Writer(tmp_dir, sink)
+    loop = asyncio.get_running_loop()
+    memory: list[bytes] = []
+    pending = bytearray()
+    size = 0
+    spilled = False
+    try:
+        while True:
+            try:
+                chunk = await asyncio.wait_for(request.content.readany(), read_timeout)
+            except TimeoutError as exc:
+                raise RequestTimeout("request.timeout", "the body stopped arriving") from exc
+            except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                raise RequestError("request.bad", "the connection closed before the body ended") from exc
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:
+                raise InputTooLarge(
+                    "input.too_large", f"the body passed the limit of {limit} bytes", limit=limit
+                )
+            if not spilled and sink is None and size <= spool_threshold:
+                memory.append(chunk)
+                continue
+            if not spilled:
+                spilled = True
+                if keep_file:
+                    await loop.run_in_executor(None, writer.open)
+                pending += b"".join(memory)
+                memory.clear()
+            pending += chunk
+            if len(pending) >= BATCH:
+                batch = bytes(pending)
+                pending.clear()
+                await loop.run_in_executor(None, writer.write, batch)
+        if not spilled:
+            data = b"".join(memory)
+            if not data:
+                raise InputError("input.empty", "the request has no body")
+            return Spool(sha256=hashlib.sha256(data).hexdigest(), size=size, data=data)
+        if pending:
+            await loop.run_in_executor(None, writer.write, bytes(pending))
+        await loop.run_in_executor(None, writer.close)
+        if size == 0:
+            raise InputError("input.empty", "the request has no body")
+        return Spool(sha256=writer.hasher.hexdigest(), size=size, path=writer.path)
+    except BaseException:
+        writer.close()
+        if writer.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                writer.path.unlink()
+        raise
