@@ -1,14 +1,20 @@
 """A real in-memory PKI for tests, built once per session: good signers and deliberately bad ones.
 
-Use it from any test module (pytest registers fixtures imported into a test module)::
+Use it from any test module by naming it as a plugin (``tests/`` is on ``sys.path`` under pytest's
+default import mode), and import its constants as usual::
 
-    from pki_fixtures import SIGNING_TIME, pki, trust_store  # noqa: F401
+    from pki_fixtures import SIGNING_TIME
+
+    pytest_plugins = ["pki_fixtures"]
 
     def test_something(pki, trust_store):
         signer = pki.agencies["000.00.00.H53"]          # an Issued: .key, .cert, .chain
         trust_store.validate(signer.cert, at=SIGNING_TIME, organ_id="000.00.00.H53")
 
 Outside pytest (benchmarks, scripts) call :func:`build_pki` (cached).
+
+PYTEST_DONT_REWRITE: the module holds no asserts, and test modules import its constants before pytest
+loads it as a plugin; this marker keeps pytest from warning that it cannot rewrite it.
 
 Layout (every good certificate is valid from 2020-01-01 to 2039-12-31, so both :data:`SIGNING_TIME` and the
 real *now* work; CAs cover 2015-2045):

@@ -11,7 +11,8 @@ huyện; DESIGN §2), so the directory states it. The file is TOML, read once by
     [[agencies]]
     organ_id = "000.00.31.H53"
     name = "Ủy ban nhân dân huyện Tân Biên"
-    level = "district"                 # central | province | department | district | commune
+    level = "district"                 # central | province | department | district | commune;
+                                       # optional: defaults to what the code rules propose
     parent = "000.00.00.H53"           # optional; must be in the directory
     pinned_fingerprints = []           # optional SHA-256 of DER certificates, hex (":" allowed)
 
@@ -28,7 +29,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from gateway.errors import ConfigError, DirectoryError
+from gateway.errors import ConfigError, DirectoryError, GatewayError
 from gateway.trust.pki import is_organ_id
 from gateway.trust.store import parse_fingerprint
 
@@ -236,9 +237,14 @@ def _agency(row: Any, i: int) -> Agency:
     unknown = set(row) - _AGENCY_KEYS
     if unknown:
         raise ValueError(f"agencies[{i}]: unknown keys {', '.join(sorted(unknown))}")
-    for key in ("organ_id", "name", "level"):
+    for key in ("organ_id", "name"):
         if not isinstance(row.get(key), str):
             raise ValueError(f"agencies[{i}]: {key!r} is required and must be a string")
+    level = row.get("level")
+    if level is None:
+        level = _proposed_level(row["organ_id"].strip())
+    if not isinstance(level, str):
+        raise ValueError(f"agencies[{i}]: 'level' must be a string")
     parent = row.get("parent")
     if parent is not None and not isinstance(parent, str):
         raise ValueError(f"agencies[{i}]: 'parent' must be a string")
@@ -248,10 +254,23 @@ def _agency(row: Any, i: int) -> Agency:
     return Agency(
         organ_id=row["organ_id"].strip(),
         name=row["name"].strip(),
-        level=row["level"].strip(),
+        level=level.strip(),
         parent=parent.strip() if parent else None,
         pinned_fingerprints=tuple(pins),
     )
+
+
+def _proposed_level(organ_id: str) -> str:
+    """The level the code rules propose (the directory may state another)."""
+    from gateway.edxml.codes import OrganId  # pure core, no cycle; imported where it is needed
+
+    try:
+        level = OrganId.parse(organ_id).proposed_level
+    except GatewayError as exc:  # the code rules refuse it: report it as a config mistake
+        raise ValueError(f"{organ_id!r}: no level given and none can be proposed ({exc})") from exc
+    if level is None:
+        raise ValueError(f"{organ_id!r}: no level given and the code rules propose none")
+    return str(level.value)
 
 
 def _hub(row: Any) -> HubInfo:
