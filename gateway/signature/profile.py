@@ -1,0 +1,422 @@
+"""The signature profile of DESIGN §3, checked on the *untrusted* tree before any cryptography runs.
+
+:func:`inspect_signature` reads the structure of the one ``ds:Signature`` of a package and either rejects
+it with a precise code or returns a :class:`SignatureProfile`: where the signature is, what it references,
+which algorithms it names and which certificates it carries. Only then does a verification engine
+(:mod:`gateway.signature.verify`) do the cryptography, on a structure it can no longer be surprised by.
+
+Checks run in a fixed order and the first failure decides the verdict (docs/signature.md, "Precedence"):
+
+1. presence: ``signature.missing``, ``signature.wrong_namespace``, ``signature.multiple``;
+2. place: ``signature.location`` (last element child of the root's one edXMLEnvelope/edXMLHeader),
+   ``signature.wrapping`` (two envelopes or headers);
+3. algorithms, the worst one named anywhere in SignedInfo: ``signature.hmac`` > ``signature.md5`` >
+   ``signature.sha1`` > ``signature.algorithm``;
+4. ``signature.canonicalization`` (SignedInfo must use exclusive C14N without comments);
+5. ``signature.reference_count`` (exactly one Reference);
+6. ``signature.reference`` / ``signature.wrapping`` (URI ``""`` or ``#<Id of the real envelope>``, Ids
+   unique in the whole document);
+7. ``signature.transform`` (exactly enveloped-signature then exclusive C14N; a canonicalization transform
+   other than exclusive C14N is ``signature.canonicalization``);
+8. key information: ``signature.key_value_only``, ``signature.no_certificate``,
+   ``signature.bad_certificate``, ``signature.weak_key``, ``signature.algorithm`` (key type does not fit
+   the signature method);
+9. value syntax: ``signature.invalid`` (SignatureValue or DigestValue not base64).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from lxml import etree
+
+from gateway.edxml.model import DS_NS, NS
+from gateway.errors import PackageError, SignatureError
+
+Reference = Literal["document", "envelope"]
+"""What the one Reference covers: the whole document (``URI=""``) or the edXMLEnvelope (``URI="#Id"``)."""
+
+DSIG11_NS = "http://www.w3.org/2009/xmldsig11#"
+EXC_C14N_NS = "http://www.w3.org/2001/10/xml-exc-c14n#"
+
+RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+ECDSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
+SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+
+SIGNATURE_METHODS = frozenset({RSA_SHA256, ECDSA_SHA256})
+DIGEST_METHODS = frozenset({SHA256})
+MIN_RSA_BITS = 2048
+
+_C14N_FAMILY = frozenset(
+    {
+        "http://www.w3.org/TR/2001/REC-xml-c14n-20010315",
+        "http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments",
+        "http://www.w3.org/2006/12/xml-c14n11",
+        "http://www.w3.org/2006/12/xml-c14n11#WithComments",
+        "http://www.w3.org/2001/10/xml-exc-c14n#",
+        "http://www.w3.org/2001/10/xml-exc-c14n#WithComments",
+        "http://www.w3.org/2010/xml-c14n2",
+    }
+)
+# Worst first: the verdict names the most serious departure from the profile.
+_ALGORITHM_SEVERITY = ("signature.hmac", "signature.md5", "signature.sha1", "signature.algorithm")
+_ID_NAMES = frozenset({"Id", "ID", "id"})
+_WS = re.compile(rb"\s+")
+
+_ENVELOPE = f"{{{NS}}}edXMLEnvelope"
+_HEADER = f"{{{NS}}}edXMLHeader"
+_ROOT = f"{{{NS}}}edXML"
+
+
+def _ds(name: str) -> str:
+    return f"{{{DS_NS}}}{name}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignatureProfile:
+    """What the untrusted Signature says, once it passed every structural check of the profile."""
+
+    signature: etree._Element
+    signed_info: etree._Element
+    reference: Reference
+    envelope: etree._Element
+    envelope_id: str | None
+    signature_method: str
+    digest_method: str
+    digest_value: bytes
+    signature_value: bytes
+    signed_info_prefixes: tuple[str, ...] | None
+    reference_prefixes: tuple[str, ...] | None
+    signer: x509.Certificate
+    extra_certs: tuple[x509.Certificate, ...]
+
+
+def inspect_signature(root: etree._Element) -> SignatureProfile:
+    """Check the package's signature structure against the profile; raise the first violation found."""
+    if root.tag != _ROOT:
+        raise PackageError("edxml.not_edxml", f"the root element is {root.tag}, not edXML")
+    signature = _the_signature(root)
+    envelope = _locate(root, signature)
+    signed_info = _child(signature, "SignedInfo", first=True)
+    signature_value = _child(signature, "SignatureValue")
+    c14n_method = _child(signed_info, "CanonicalizationMethod", first=True)
+    signature_method = _algorithm(_child(signed_info, "SignatureMethod"), what="SignatureMethod")
+    references = signed_info.findall(_ds("Reference"))
+    _check_algorithms(signature_method, [_digest_method(r) for r in references])
+    _check_c14n(c14n_method.get("Algorithm"), where="SignedInfo CanonicalizationMethod")
+    if len(references) != 1:
+        raise SignatureError(
+            "signature.reference_count", f"{len(references)} references; the profile takes exactly one"
+        )
+    ref = references[0]
+    mode, envelope_id = _check_reference(root, envelope, ref.get("URI"))
+    reference_prefixes = _check_transforms(ref)
+    signer, extra = _certificates(signature)
+    _check_key(signer, signature_method)
+    _check_key_value(signature, signer)
+    return SignatureProfile(
+        signature=signature,
+        signed_info=signed_info,
+        reference=mode,
+        envelope=envelope,
+        envelope_id=envelope_id,
+        signature_method=signature_method,
+        digest_method=_digest_method(ref),
+        digest_value=_b64(_child(ref, "DigestValue").text, what="DigestValue"),
+        signature_value=_b64(signature_value.text, what="SignatureValue"),
+        signed_info_prefixes=_prefix_list(c14n_method),
+        reference_prefixes=reference_prefixes,
+        signer=signer,
+        extra_certs=extra,
+    )
+
+
+# --- presence and place -----------------------------------------------------------------------------
+
+
+def _the_signature(root: etree._Element) -> etree._Element:
+    found = list(root.iter(_ds("Signature")))
+    if len(found) > 1:
+        raise SignatureError(
+            "signature.multiple", f"{len(found)} ds:Signature elements; the profile takes one"
+        )
+    if found:
+        return found[0]
+    strays = [el for el in root.iter("{*}Signature", "Signature") if el.tag != _ds("Signature")]
+    if strays:
+        ns = etree.QName(strays[0]).namespace
+        raise SignatureError(
+            "signature.wrong_namespace",
+            f"a Signature element in namespace {ns or '(none)'!s}, not {DS_NS}",
+        )
+    raise SignatureError("signature.missing")
+
+
+def _locate(root: etree._Element, signature: etree._Element) -> etree._Element:
+    """The real envelope; the signature must be the last element child of its one edXMLHeader."""
+    envelopes = root.findall(_ENVELOPE)
+    if len(envelopes) != 1:
+        if not envelopes:
+            raise PackageError("edxml.missing_element", "edXMLEnvelope")
+        raise SignatureError("signature.wrapping", f"{len(envelopes)} edXMLEnvelope elements under the root")
+    envelope = envelopes[0]
+    headers = envelope.findall(_HEADER)
+    if len(headers) > 1:
+        raise SignatureError("signature.wrapping", f"{len(headers)} edXMLHeader elements in the envelope")
+    parent = signature.getparent()
+    if not headers or parent is not headers[0]:
+        where = "the document root" if parent is None else etree.QName(parent).localname
+        raise SignatureError("signature.location", f"the signature sits in {where}, not in edXMLHeader")
+    following = next((el for el in signature.itersiblings() if isinstance(el.tag, str)), None)
+    if following is not None:
+        raise SignatureError(
+            "signature.location",
+            f"the signature is followed by {etree.QName(following).localname}; it must close edXMLHeader",
+        )
+    return envelope
+
+
+def _child(parent: etree._Element, name: str, *, first: bool = False) -> etree._Element:
+    """The one ds:<name> child; with ``first`` it must also be the first element child."""
+    found = parent.findall(_ds(name))
+    if len(found) != 1:
+        raise SignatureError(
+            "signature.invalid", f"{etree.QName(parent).localname} has {len(found)} {name} elements"
+        )
+    if first and next(iter(el for el in parent if isinstance(el.tag, str))) is not found[0]:
+        raise SignatureError(
+            "signature.invalid", f"{name} must come first in {etree.QName(parent).localname}"
+        )
+    return found[0]
+
+
+# --- algorithms ---------------------------------------------------------------------------------------
+
+
+def _algorithm(element: etree._Element, *, what: str) -> str:
+    uri = element.get("Algorithm")
+    if not uri:
+        raise SignatureError("signature.algorithm", f"{what} names no Algorithm")
+    return uri
+
+
+def _digest_method(reference: etree._Element) -> str:
+    return _algorithm(_child(reference, "DigestMethod"), what="DigestMethod")
+
+
+def _classify(uri: str, allowed: frozenset[str]) -> str | None:
+    lower = uri.lower()
+    if "hmac" in lower:
+        return "signature.hmac"
+    if "md5" in lower:
+        return "signature.md5"
+    if "sha1" in lower:
+        return "signature.sha1"
+    if uri not in allowed:
+        return "signature.algorithm"
+    return None
+
+
+def _check_algorithms(signature_method: str, digest_methods: list[str]) -> None:
+    named = [(signature_method, _classify(signature_method, SIGNATURE_METHODS))]
+    named += [(uri, _classify(uri, DIGEST_METHODS)) for uri in digest_methods]
+    for code in _ALGORITHM_SEVERITY:
+        bad = [uri for uri, verdict in named if verdict == code]
+        if bad:
+            raise SignatureError(code, f"algorithm {bad[0]} is not accepted")
+
+
+def _check_c14n(uri: str | None, *, where: str) -> None:
+    if uri != EXC_C14N:
+        raise SignatureError("signature.canonicalization", f"{where} is {uri}; the profile takes {EXC_C14N}")
+
+
+def _prefix_list(method: etree._Element) -> tuple[str, ...] | None:
+    """The InclusiveNamespaces PrefixList of an exclusive C14N element, if any; nothing else may be inside."""
+    children = [el for el in method if isinstance(el.tag, str)]
+    if not children:
+        return None
+    if len(children) != 1 or children[0].tag != f"{{{EXC_C14N_NS}}}InclusiveNamespaces":
+        raise SignatureError("signature.transform", "only InclusiveNamespaces may parametrise exclusive C14N")
+    return tuple(children[0].get("PrefixList", "").split())
+
+
+# --- reference and wrapping -------------------------------------------------------------------------
+
+
+def _check_reference(
+    root: etree._Element, envelope: etree._Element, uri: str | None
+) -> tuple[Reference, str | None]:
+    ids = _ids(root)
+    duplicated = sorted(value for value, owners in ids.items() if len(owners) > 1)
+    if duplicated:
+        raise SignatureError("signature.wrapping", f"Id {duplicated[0]!r} is used more than once")
+    if uri == "":
+        return "document", None
+    if uri is None or not uri.startswith("#") or uri.startswith("#xpointer(") or len(uri) < 2:
+        raise SignatureError(
+            "signature.reference", f"Reference URI {uri!r}; the profile takes '' or '#<envelope Id>'"
+        )
+    target = uri[1:]
+    owners = ids.get(target, [])
+    if not owners:
+        raise SignatureError("signature.reference", f"Reference URI {uri!r} names no element of the package")
+    owner = owners[0]
+    if owner is envelope and envelope.get("Id") == target:
+        return "envelope", target
+    if owner.tag == _ENVELOPE or owner.find(f".//{_ENVELOPE}") is not None:
+        raise SignatureError(
+            "signature.wrapping", f"Reference URI {uri!r} names an envelope that is not the package's"
+        )
+    raise SignatureError(
+        "signature.reference",
+        f"Reference URI {uri!r} names {etree.QName(owner).localname}, not the package's edXMLEnvelope",
+    )
+
+
+def _ids(root: etree._Element) -> dict[str, list[etree._Element]]:
+    """Every Id-like attribute (Id, ID, id in any namespace, xml:id) by value, as resolvers would see them."""
+    found: dict[str, list[etree._Element]] = {}
+    for element in root.iter(etree.Element):
+        for name, value in element.attrib.items():
+            if name.rpartition("}")[2] in _ID_NAMES:
+                found.setdefault(value, []).append(element)
+    return found
+
+
+def _check_transforms(reference: etree._Element) -> tuple[str, ...] | None:
+    transforms_el = reference.find(_ds("Transforms"))
+    transforms = [] if transforms_el is None else [t for t in transforms_el if isinstance(t.tag, str)]
+    uris = [t.get("Algorithm") for t in transforms]
+    for uri in uris:
+        if uri in _C14N_FAMILY and uri != EXC_C14N:
+            _check_c14n(uri, where="the Reference transform")
+    if uris != [ENVELOPED, EXC_C14N] or any(t.tag != _ds("Transform") for t in transforms):
+        raise SignatureError(
+            "signature.transform",
+            f"transforms {uris}; the profile takes exactly [{ENVELOPED}, {EXC_C14N}]",
+        )
+    if any(isinstance(el.tag, str) for el in transforms[0]):
+        raise SignatureError("signature.transform", "the enveloped-signature transform takes no parameters")
+    return _prefix_list(transforms[1])
+
+
+# --- keys and certificates --------------------------------------------------------------------------
+
+
+def _certificates(signature: etree._Element) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
+    key_info = signature.find(_ds("KeyInfo"))
+    if key_info is None:
+        raise SignatureError("signature.no_certificate", "the signature has no KeyInfo")
+    x509_data = key_info.findall(_ds("X509Data"))
+    if not x509_data:
+        if (
+            key_info.find(_ds("KeyValue")) is not None
+            or key_info.find(f"{{{DSIG11_NS}}}DEREncodedKeyValue") is not None
+        ):
+            raise SignatureError("signature.key_value_only")
+        raise SignatureError("signature.no_certificate", "KeyInfo has no X509Data")
+    texts = [el.text or "" for data in x509_data for el in data.findall(_ds("X509Certificate"))]
+    if not texts:
+        raise SignatureError("signature.no_certificate", "X509Data has no X509Certificate")
+    certs: list[x509.Certificate] = []
+    for index, text in enumerate(texts):
+        der = _b64(text, what="X509Certificate", code="signature.bad_certificate")
+        try:
+            certs.append(x509.load_der_x509_certificate(der))
+        except ValueError as exc:
+            raise SignatureError(
+                "signature.bad_certificate", f"X509Certificate #{index + 1} is not a DER certificate: {exc}"
+            ) from exc
+    signer = _leaf(certs)
+    return signer, tuple(c for c in certs if c is not signer)
+
+
+def _leaf(certs: list[x509.Certificate]) -> x509.Certificate:
+    """The signing certificate: the first that issued none of the others (X509Data order is free)."""
+    for cert in certs:
+        issued_other = any(
+            other is not cert and other.issuer == cert.subject and other.subject != other.issuer
+            for other in certs
+        )
+        if not issued_other:
+            return cert
+    return certs[0]
+
+
+def _check_key(cert: x509.Certificate, signature_method: str) -> None:
+    try:
+        key = cert.public_key()
+    except (ValueError, TypeError) as exc:  # unsupported or malformed key in an otherwise readable cert
+        raise SignatureError(
+            "signature.bad_certificate", f"the certificate's key cannot be read: {exc}"
+        ) from exc
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise SignatureError("signature.weak_key", f"RSA key of {key.key_size} bits; at least 2048")
+        expected = RSA_SHA256
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        if not isinstance(key.curve, ec.SECP256R1):
+            raise SignatureError("signature.weak_key", f"EC curve {key.curve.name}; only P-256 is accepted")
+        expected = ECDSA_SHA256
+    else:
+        raise SignatureError("signature.algorithm", f"a {type(key).__name__} key is outside the profile")
+    if signature_method != expected:
+        raise SignatureError(
+            "signature.algorithm", f"signature method {signature_method} does not fit the certificate's key"
+        )
+
+
+def _check_key_value(signature: etree._Element, signer: x509.Certificate) -> None:
+    """A KeyValue next to X509Data is ambiguous; it is tolerated only when it is the certificate's key."""
+    key_info = signature.find(_ds("KeyInfo"))
+    assert key_info is not None  # _certificates checked
+    key = signer.public_key()
+    for key_value in key_info.findall(_ds("KeyValue")):
+        if not _key_value_matches(key_value, key):
+            raise SignatureError("signature.invalid", "KeyValue names another key than the certificate")
+    spki = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    for der in key_info.findall(f"{{{DSIG11_NS}}}DEREncodedKeyValue"):
+        if _b64(der.text, what="DEREncodedKeyValue") != spki:
+            raise SignatureError(
+                "signature.invalid", "DEREncodedKeyValue names another key than the certificate"
+            )
+
+
+def _key_value_matches(key_value: etree._Element, key: object) -> bool:
+    rsa_value = key_value.find(_ds("RSAKeyValue"))
+    if rsa_value is not None and isinstance(key, rsa.RSAPublicKey):
+        numbers = key.public_numbers()
+        modulus, exponent = rsa_value.find(_ds("Modulus")), rsa_value.find(_ds("Exponent"))
+        if modulus is None or exponent is None:
+            return False
+        return (
+            int.from_bytes(_b64(modulus.text, what="Modulus"), "big") == numbers.n
+            and int.from_bytes(_b64(exponent.text, what="Exponent"), "big") == numbers.e
+        )
+    ec_value = key_value.find(f"{{{DSIG11_NS}}}ECKeyValue")
+    if ec_value is not None and isinstance(key, ec.EllipticCurvePublicKey):
+        point = ec_value.find(f"{{{DSIG11_NS}}}PublicKey")
+        expected = key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+        return point is not None and _b64(point.text, what="PublicKey") == expected
+    return False
+
+
+def _b64(text: str | None, *, what: str, code: str = "signature.invalid") -> bytes:
+    raw = _WS.sub(b"", (text or "").encode("ascii", "replace"))
+    try:
+        value = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SignatureError(code, f"{what} is not valid base64") from exc
+    if not value:
+        raise SignatureError(code, f"{what} is empty")
+    return value
