@@ -28,13 +28,15 @@ import secrets
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, Generic, Protocol, TypeVar
+from typing import BinaryIO, Generic, Protocol, TypeVar
 
-from gateway.edxml.model import AttachmentDigest, ManifestReference
-from gateway.errors import GatewayError, InputError, InputTooLarge, PackageError, UnsupportedMediaType
+import pybase64
+from lxml import etree
 
-if TYPE_CHECKING:
-    from lxml import etree
+from gateway.edxml.model import DS_NS, NS, AttachmentDigest, DocumentPackage, ManifestReference
+from gateway.edxml.parse import parse_element
+from gateway.edxml.xmlparser import DEFAULT_LIMITS, XmlLimits, parse_xml
+from gateway.errors import InputError, InputTooLarge, PackageError, UnsupportedMediaType
 
 __all__ = [
     "DEFAULT_MAX_EDXML_BYTES",
@@ -71,6 +73,7 @@ _MAX_BLANK = 1024
 _MAX_PADDING = 256
 _BLANK = b" \t\r\n"
 _IDENTITY_ENCODINGS = frozenset({"binary", "8bit", "7bit"})
+_PREFIX = "edXML"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -761,8 +764,15 @@ def match_parts(
     Every part must be listed (``multipart.part_unlisted``), every listed attachment present
     (``edxml.attachment_missing``), sizes and SHA-256 equal (``edxml.attachment_digest``); a manifest
     Reference without size and SHA-256 cannot cover a part (``edxml.manifest_digest_missing``). The
-    result is in manifest order. The manifest must come from what the signature covers.
+    result, in manifest order, is what :func:`gateway.verification.verify_package` takes as
+    ``attachments``; the manifest must come from what the signature covers.
     """
+    return _match(manifest, parts, unlisted="multipart.part_unlisted")
+
+
+def _match(
+    manifest: Sequence[ManifestReference], parts: Iterable[_Measured], *, unlisted: str
+) -> dict[str, AttachmentDigest]:
     listed: dict[str, ManifestReference] = {}
     for ref in manifest:
         cid = normalize_content_id(ref.content_id)
@@ -780,11 +790,11 @@ def match_parts(
             raise InputError("multipart.duplicate_part", f"Content-ID <{cid}> is used twice")
         ref = listed.get(cid)
         if ref is None:
-            raise PackageError("multipart.part_unlisted", f"part <{cid}> is not in the manifest")
+            raise PackageError(unlisted, f"<{cid}> is not in the manifest")
         if part.size != ref.size or part.sha256.lower() != (ref.sha256 or "").lower():
             raise PackageError(
                 "edxml.attachment_digest",
-                f"part <{cid}>: {part.size} bytes, SHA-256 {part.sha256}; "
+                f"<{cid}>: {part.size} bytes, SHA-256 {part.sha256}; "
                 f"the manifest says {ref.size} bytes, {ref.sha256}",
                 content_id=cid,
             )
@@ -800,16 +810,156 @@ def match_parts(
 # --------------------------------------------------------------------------------------------------
 
 
-def to_single_file(edxml: bytes, parts: Mapping[str, bytes | BinaryIO]) -> bytes:  # pragma: no cover
-    raise NotImplementedError
+_ROOT_TAG = f"{{{NS}}}edXML"
+_ENVELOPE_TAG = f"{{{NS}}}edXMLEnvelope"
+_INLINE_TAGS = frozenset({f"{{{NS}}}AttachmentEncoded", "AttachmentEncoded", "edXML:AttachmentEncoded"})
+_SIGNATURE_TAG = f"{{{DS_NS}}}Signature"
+_REFERENCE_PATH = f"{{{DS_NS}}}SignedInfo/{{{DS_NS}}}Reference"
 
 
-def to_multipart(single_file: bytes) -> tuple[str, Iterator[bytes]]:  # pragma: no cover
-    raise NotImplementedError
+def to_single_file(
+    edxml: bytes, parts: Mapping[str, bytes | BinaryIO], *, limits: XmlLimits = DEFAULT_LIMITS
+) -> bytes:
+    """The single-file form of a multipart package: ``AttachmentEncoded`` inserted after ``edXMLEnvelope``.
+
+    ``parts`` maps content ids (with or without ``cid:``) to the parts' bytes or files. Each part must
+    match the manifest's size and SHA-256, so the result verifies whenever the multipart form did.
+    ContentId, AttachmentName, Description and ContentType are copied from the (signed) manifest; the
+    content is base64 (pybase64), unwrapped, as the builder writes it. The envelope element is left
+    untouched: only the root's children after it change, which an envelope-reference signature does not
+    cover. A whole-document signature (``Reference URI=""``) would break: ``multipart.not_envelope_signed``.
+    """
+    root = parse_xml(edxml, limits=limits)
+    envelope = _package_envelope(root)
+    if any(_is_inline(child) for child in root):
+        raise PackageError(
+            "edxml.unexpected_element", "the multipart edXML part already has AttachmentEncoded"
+        )
+    _require_envelope_reference(root, envelope)
+    message = parse_element(root, attachments=())
+    manifest = message.manifest if isinstance(message, DocumentPackage) else ()
+    blobs: dict[str, bytes] = {}
+    for key, source in parts.items():
+        cid = normalize_content_id(key)
+        if cid in blobs:
+            raise InputError("multipart.duplicate_part", f"content id <{cid}> is given twice")
+        blobs[cid] = bytes(source) if isinstance(source, bytes | bytearray | memoryview) else source.read()
+    _match(
+        manifest,
+        [_Digest(cid, len(data), hashlib.sha256(data).hexdigest()) for cid, data in blobs.items()],
+        unlisted="multipart.part_unlisted",
+    )
+    if not manifest:
+        return edxml  # nothing to inline: the multipart edXML part is already the single file
+
+    token = secrets.token_hex(16)
+    encoded = etree.Element(f"{{{NS}}}AttachmentEncoded", nsmap={_PREFIX: NS})  # type: ignore[dict-item]
+    for i, ref in enumerate(manifest):
+        attachment = etree.SubElement(encoded, f"{{{NS}}}Attachment")
+        for name, value in (
+            ("ContentId", ref.content_id),
+            ("AttachmentName", ref.attachment_name),
+            ("Description", ref.description),
+            ("ContentType", ref.content_type),
+            ("ContentTransferEncoded", f"@{token}.{i}@"),
+        ):
+            if value is not None:
+                etree.SubElement(attachment, f"{{{NS}}}{name}").text = value
+    etree.indent(encoded, space="  ", level=1)
+    encoded.tail = envelope.tail
+    envelope.tail = "\n  "
+    envelope.addnext(encoded)
+    out = etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")
+    # Splice the base64 in place of the placeholders: lxml never holds a copy of it.
+    pieces: list[bytes] = []
+    pos = 0
+    for i, ref in enumerate(manifest):
+        mark = f"@{token}.{i}@".encode()
+        at = out.index(mark, pos)
+        pieces += (out[pos:at], pybase64.b64encode(blobs[normalize_content_id(ref.content_id)]))
+        pos = at + len(mark)
+    pieces.append(out[pos:])
+    return b"".join(pieces)
 
 
-def _unused(_: etree._Element) -> None:  # pragma: no cover
-    pass
+def to_multipart(
+    single_file: bytes,
+    *,
+    boundary: str | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    limits: XmlLimits = DEFAULT_LIMITS,
+) -> tuple[str, Iterator[bytes]]:
+    """The multipart form of a single-file package signed by envelope reference.
+
+    Inline attachments are decoded and checked against the manifest's size and SHA-256 (a Reference
+    without them cannot cover a part: ``edxml.manifest_digest_missing``); ``AttachmentEncoded`` is
+    removed and the rest re-serialised by lxml with the envelope element untouched, so its canonical
+    form, hence the signature, is unchanged. Returns what :func:`iter_multipart` returns.
+    """
+    root = parse_xml(single_file, limits=limits)
+    envelope = _package_envelope(root)
+    _require_envelope_reference(root, envelope)
+    message = parse_element(root)
+    inline = [child for child in root if _is_inline(child)]
+    if not isinstance(message, DocumentPackage):
+        pairs: list[tuple[ManifestReference, BinaryIO | bytes]] = []
+    else:
+        measured = [
+            _Digest(normalize_content_id(a.content_id), len(a.data), hashlib.sha256(a.data).hexdigest())
+            for a in message.attachments
+        ]
+        _match(message.manifest, measured, unlisted="edxml.attachment_unlisted")
+        data = {normalize_content_id(a.content_id): a.data for a in message.attachments}
+        pairs = [(ref, data[normalize_content_id(ref.content_id)]) for ref in message.manifest]
+    for element in inline:
+        _remove_keeping_layout(element)
+    edxml = etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")
+    return iter_multipart(edxml, pairs, boundary=boundary, chunk_size=chunk_size)
 
 
-_ = GatewayError
+@dataclass(frozen=True, slots=True)
+class _Digest:
+    content_id: str
+    size: int
+    sha256: str
+
+
+def _is_inline(element: etree._Element) -> bool:
+    return isinstance(element.tag, str) and element.tag in _INLINE_TAGS
+
+
+def _package_envelope(root: etree._Element) -> etree._Element:
+    if root.tag != _ROOT_TAG:
+        raise PackageError("edxml.not_edxml", f"the root element is {root.tag!r}, expected edXML in {NS}")
+    envelope = root.find(_ENVELOPE_TAG)
+    if envelope is None:
+        raise PackageError("edxml.missing_element", "edXML/edXMLEnvelope")
+    return envelope
+
+
+def _require_envelope_reference(root: etree._Element, envelope: etree._Element) -> None:
+    """Refuse a signature whose reference is anything but ``#<envelope Id>`` (unsigned is allowed).
+
+    Only the reference is looked at: whether the signature verifies is the verifier's question.
+    """
+    envelope_id = envelope.get("Id")
+    for signature in root.iter(_SIGNATURE_TAG):
+        for reference in signature.iterfind(_REFERENCE_PATH):
+            uri = reference.get("URI")
+            if not envelope_id or uri != f"#{envelope_id}":
+                raise PackageError(
+                    "multipart.not_envelope_signed",
+                    f"the signature references {uri!r}, not the envelope; attachments cannot move",
+                )
+
+
+def _remove_keeping_layout(element: etree._Element) -> None:
+    """Remove a child of the root; its tail (the layout after it) goes to the previous sibling."""
+    parent = element.getparent()
+    assert parent is not None
+    previous = element.getprevious()
+    if previous is not None:
+        previous.tail = element.tail
+    else:
+        parent.text = element.tail
+    parent.remove(element)
