@@ -83,13 +83,21 @@ class _Writer:
         self.hasher.update(chunk)
         if self.fh is not None:
             self.fh.write(chunk)
-        if self.sink is not None:
-            self.sink(chunk)
 
     def close(self) -> None:
         if self.fh is not None:
             self.fh.close()
             self.fh = None
+
+
+async def _hand_off(loop: asyncio.AbstractEventLoop, writer: _Writer, batch: bytes) -> None:
+    """Hash+write and the sink run side by side in two threads (both release the GIL for big buffers)."""
+    if writer.sink is None:
+        await loop.run_in_executor(None, writer.write, batch)
+        return
+    await asyncio.gather(
+        loop.run_in_executor(None, writer.write, batch), loop.run_in_executor(None, writer.sink, batch)
+    )
 
 
 async def receive(
@@ -143,14 +151,14 @@ async def receive(
             if len(pending) >= BATCH:
                 batch = bytes(pending)
                 pending.clear()
-                await loop.run_in_executor(None, writer.write, batch)
+                await _hand_off(loop, writer, batch)
         if not spilled:
             data = b"".join(memory)
             if not data:
                 raise InputError("input.empty", "the request has no body")
             return Spool(sha256=hashlib.sha256(data).hexdigest(), size=size, data=data)
         if pending:
-            await loop.run_in_executor(None, writer.write, bytes(pending))
+            await _hand_off(loop, writer, bytes(pending))
         await loop.run_in_executor(None, writer.close)
         if size == 0:
             raise InputError("input.empty", "the request has no body")

@@ -14,7 +14,7 @@ Design (documented for integrators in ``docs/api.md``)::
       <Recipients>
         <Recipient OrganId="000.00.31.H53" Result="queued"/>     queued: in that agency's inbox
       </Recipients>
-      <Status Code="03" Recipient="000.00.31.H53" Result="applied"/>   Kind="status" only
+      <Status Code="03" From="000.00.31.H53" Result="applied"/>  Kind="status" and "status-notice"
       <ds:Signature>…</ds:Signature>                              enveloped, last child
     </HubReceipt>
 
@@ -56,7 +56,8 @@ class RecipientResult:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StatusResult:
     code: str
-    recipient: str
+    sender: str
+    """The agency that sent the status (its ``From``)."""
     result: str = "applied"
     """``applied`` (the exchange moved) or ``repeated`` (the same status was already applied)."""
 
@@ -117,7 +118,7 @@ def build_receipt(receipt: Receipt) -> etree._Element:
             _sub(recipients, "Recipient", OrganId=r.organ_id, Result=r.result)
     if receipt.status is not None:
         s = receipt.status
-        _sub(root, "Status", Code=s.code, Recipient=s.recipient, Result=s.result)
+        _sub(root, "Status", Code=s.code, From=s.sender, Result=s.result)
     if receipt.original is not None:
         _sub(root, "Original", base64.b64encode(receipt.original).decode("ascii"))
     return root
@@ -167,7 +168,7 @@ def parse_receipt(root: etree._Element) -> Receipt:
         if status_el is None
         else StatusResult(
             code=status_el.get("Code", ""),
-            recipient=status_el.get("Recipient", ""),
+            sender=status_el.get("From", ""),
             result=status_el.get("Result", ""),
         ),
         original=base64.b64decode(original) if original else None,

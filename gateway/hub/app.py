@@ -1,0 +1,224 @@
+"""The hub application factory: ``create_app(settings, *, clock=None) -> web.Application``.
+
+Everything the handlers use hangs off typed :class:`web.AppKey` entries, created in ``cleanup_ctx`` (so the
+order of start and stop is explicit and a failed start unwinds) and never at import time:
+
+1. :data:`RUNTIME` — trust store, directory, TLS holder (:mod:`.runtime`), with a reload poller;
+2. :data:`REPO` — the repository over the database engine (:mod:`.adapters`);
+3. :data:`POOL` — the verification process pool, sized to the cores and warmed before serving.
+
+:class:`Hub` bundles them for the handlers (``request.app[HUB]``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import multiprocessing
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from gateway.errors import AuthError, GatewayError
+from gateway.hub import worker
+from gateway.hub.config import HubConfig, hub_config
+from gateway.hub.identity import Caller, IdentityCache, peer_certificate
+from gateway.hub.metrics import Metrics
+from gateway.hub.ports import Repository
+from gateway.hub.problems import make_problem_middleware
+from gateway.hub.runtime import Runtime
+
+log = logging.getLogger("gateway.hub")
+
+T = TypeVar("T")
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(kw_only=True)
+class Hub:
+    """What a handler needs, in one place. Mutable only through :class:`Runtime` swaps."""
+
+    config: HubConfig
+    clock: Clock
+    runtime: Runtime
+    repo: Repository
+    pool: ProcessPoolExecutor
+    metrics: Metrics
+    identities: IdentityCache = field(default_factory=IdentityCache)
+    hub_fingerprint: str = ""
+    inbox_events: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` in the verification pool; a GatewayError raised there is raised here."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, fn, *args)
+
+    async def caller(self, request: web.Request) -> Caller:
+        """The authenticated caller, with node identities from the database merged in."""
+        cached = request.get("caller")
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        der = peer_certificate(request)
+        admins = (*self.config.admin_fingerprints, self.hub_fingerprint)
+        caller = self.identities.lookup(
+            der,
+            store=self.runtime.trust,
+            generation=self.runtime.generation,
+            now=self.clock(),
+            admin_fingerprints=admins,
+        )
+        node_for = await self.repo.node_identities(caller.fingerprint)
+        if node_for:
+            from dataclasses import replace
+
+            caller = replace(caller, node_for=node_for)
+        request["caller"] = caller
+        return caller
+
+    async def admin(self, request: web.Request) -> Caller:
+        caller = await self.caller(request)
+        if not caller.is_admin:
+            raise AuthError("auth.forbidden", "this operation is for the hub operator")
+        return caller
+
+    def job(self, **kwargs: Any) -> worker.Job:
+        return worker.Job(
+            trust_dir=str(self.config.trust_dir),
+            generation=self.runtime.generation,
+            lenient=self.config.lenient_legacy,
+            **kwargs,
+        )
+
+    def notify_inbox(self, organ_ids: Any) -> None:
+        """Wake long-polls of this process (other processes notice on their next poll tick)."""
+        for organ_id in organ_ids:
+            event = self.inbox_events.pop(organ_id, None)
+            if event is not None:
+                event.set()
+
+
+HUB = web.AppKey("hub", Hub)
+CONFIG = web.AppKey("config", HubConfig)
+CLOCK = web.AppKey("clock", Callable[[], dt.datetime])  # type: ignore[arg-type]
+RUNTIME = web.AppKey("runtime", Runtime)
+REPO = web.AppKey("repo", Repository)  # type: ignore[type-abstract]
+POOL = web.AppKey("pool", ProcessPoolExecutor)
+METRICS = web.AppKey("metrics", Metrics)
+
+
+def _on_problem(request: web.Request, exc: GatewayError) -> None:
+    metrics = request.app.get(METRICS)
+    if metrics is not None:
+        metrics.count_rejected(exc.code)
+
+
+async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    runtime = app.get(RUNTIME) or Runtime(config, clock=app[CLOCK])
+    app[RUNTIME] = runtime
+    poller: asyncio.Task[None] | None = None
+    if config.reload_interval > 0:
+
+        async def poll() -> None:
+            while True:
+                await asyncio.sleep(config.reload_interval)
+                try:
+                    runtime.reload()
+                    if REPO in app:
+                        runtime.set_db_agencies(await app[REPO].admin("db_agencies"))
+                    app[METRICS].flush()
+                except Exception:  # the poller must survive a bad file or a database blip
+                    log.exception("reload poll failed")
+
+        poller = asyncio.create_task(poll())
+    yield
+    if poller is not None:
+        poller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poller
+
+
+async def _repo_ctx(app: web.Application) -> AsyncIterator[None]:
+    from gateway.hub.adapters import open_repository
+
+    async with open_repository(app[CONFIG], clock=app[CLOCK]) as repo:
+        app[REPO] = repo
+        app[RUNTIME].set_db_agencies(await repo.admin("db_agencies"))
+        yield
+
+
+async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    pool = ProcessPoolExecutor(
+        max_workers=max(1, config.verify_processes),
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=worker.init_process,
+        initargs=(str(config.tls_cert), str(config.tls_key)),
+    )
+    app[POOL] = pool
+    loop = asyncio.get_running_loop()
+    try:
+        await asyncio.gather(
+            *(loop.run_in_executor(pool, worker.warm) for _ in range(max(1, config.verify_processes)))
+        )
+        yield
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    from gateway.hub.signing import HubSigner
+
+    signer = HubSigner.load(app[CONFIG].tls_cert, app[CONFIG].tls_key)
+    import hashlib
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    app[HUB] = Hub(
+        config=app[CONFIG],
+        clock=app[CLOCK],
+        runtime=app[RUNTIME],
+        repo=app[REPO],
+        pool=app[POOL],
+        metrics=app[METRICS],
+        hub_fingerprint=hashlib.sha256(signer.chain[0].public_bytes(Encoding.DER)).hexdigest(),
+    )
+    yield
+    app[METRICS].flush(force=True)
+
+
+def create_app(
+    settings: Any, *, clock: Clock | None = None, runtime: Runtime | None = None
+) -> web.Application:
+    """Build the hub application. Nothing is opened until the app starts (``cleanup_ctx``).
+
+    ``settings``: the project :class:`gateway.settings.Settings` or a :class:`HubConfig`. ``clock``: the
+    hub's notion of *now* (timezone-aware), for tests of deadlines and certificate validity. ``runtime``:
+    an already-loaded runtime (the server passes the one whose TLS context it listens with).
+    """
+    config = hub_config(settings)
+    app = web.Application(
+        middlewares=[make_problem_middleware(_on_problem)],
+        client_max_size=config.max_body,
+    )
+    app[CONFIG] = config
+    app[CLOCK] = clock or utc_now
+    app[METRICS] = Metrics(config.metrics_dir)
+    if runtime is not None:
+        app[RUNTIME] = runtime
+    app.cleanup_ctx.extend([_runtime_ctx, _repo_ctx, _pool_ctx, _hub_ctx])
+
+    from gateway.hub import routes_admin, routes_directory, routes_inbox, routes_ops, routes_packages
+
+    for module in (routes_ops, routes_packages, routes_inbox, routes_directory, routes_admin):
+        app.router.add_routes(module.routes)
+    return app

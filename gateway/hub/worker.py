@@ -1,0 +1,219 @@
+"""What runs in the verification pool: verify a package or status, and sign the hub's receipt for it.
+
+lxml holds the GIL while parsing and canonicalising, so verification scales with processes, not threads
+(DESIGN §8). Each pool process keeps, in this module, the trust store of the generation it was last asked
+about and the hub's signing key: jobs carry the trust folder and a generation number, and a process whose
+generation is older reloads the folder. This is per-process cache, not application state: the hub's
+objects live in the app (:mod:`gateway.hub.app`).
+
+Jobs and results are plain picklable dataclasses (:mod:`gateway.hub.ports`); a rejection travels back as
+the :class:`~gateway.errors.GatewayError` itself (picklable: it is re-raised in the hub process).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import GatewayError, SignatureError, TrustError
+from gateway.hub import receipts
+from gateway.hub.ports import StatusVerdict, Verdict
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    trust_dir: str
+    generation: int
+    at: dt.datetime
+    lenient: bool
+    data: bytes | None = None
+    path: str | None = None
+    sha256: str = ""
+    size: int = 0
+    carriage: str = "single"
+    attachments: tuple[tuple[str, int, str], ...] = ()
+    """Multipart: (content id, size, sha256) of each part as measured."""
+
+
+@dataclass(slots=True)
+class _ProcessState:
+    generation: int = -1
+    trust: Any = None
+    signer: Any = None
+    hub_name: str = "hub"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_STATE = _ProcessState()
+
+
+def init_process(cert_file: str, key_file: str) -> None:
+    """Pool initializer: load the hub's signing identity once per process."""
+    from gateway.hub.signing import HubSigner
+
+    _STATE.signer = HubSigner.load(Path(cert_file), Path(key_file))
+    _STATE.hub_name = _STATE.signer.name
+
+
+def warm() -> int:
+    """A no-op to start a pool process (and its imports) before the first request."""
+    import gateway.verification  # noqa: F401
+
+    return 1
+
+
+def _trust(job: Job) -> Any:
+    if _STATE.generation != job.generation or _STATE.trust is None:
+        from gateway.trust.store import TrustStore
+
+        _STATE.trust = TrustStore.load(job.trust_dir)
+        _STATE.generation = job.generation
+    return _STATE.trust
+
+
+def _is_legacy(exc: GatewayError) -> bool:
+    """Failures lenient mode admits: the signature or the signer, never the structure of the package."""
+    return isinstance(exc, SignatureError | TrustError)
+
+
+def _lenient(exc: GatewayError, job: Job, data: bytes, attachments: Any) -> Any:
+    """Lenient mode: the message as the input says it, for a signature/trust failure; else re-raise."""
+    if not (job.lenient and _is_legacy(exc)):
+        raise exc
+    from gateway import verification
+
+    message = verification.inspect_package(data, attachments=attachments).unverified_message
+    if message is None:
+        raise exc
+    return message
+
+
+def verify_document(job: Job) -> Verdict:
+    """Verify a document package; return its verdict with a signed receipt (recipients ``queued``)."""
+    from gateway import verification
+    from gateway.edxml.model import AttachmentDigest, DocumentPackage
+
+    started = time.perf_counter()
+    data = job.data if job.data is not None else Path(job.path or "").read_bytes()
+    attachments = (
+        {cid: AttachmentDigest(content_id=cid, size=size, sha256=sha) for cid, size, sha in job.attachments}
+        if job.carriage == "multipart"
+        else None
+    )
+    trust = _trust(job)
+    reason: str | None = None
+    signer_fp: str | None = None
+    try:
+        verified = verification.verify_package(data, trust=trust, at=job.at, attachments=attachments)
+        message = verified.message
+        signer_fp = verified.chain.fingerprint.hex()
+    except GatewayError as exc:
+        message = _lenient(exc, job, data, attachments)
+        reason = exc.code
+    if not isinstance(message, DocumentPackage):
+        from gateway.errors import PackageError
+
+        raise PackageError(
+            "edxml.unexpected_element", "this is a status message: send it to /v1/status, not /v1/packages"
+        )
+    header = message.header
+    bussiness = message.bussiness
+    document_id = header.document_id or bussiness.document_id or ""
+    recipients = tuple(o.organ_id.upper() for o in header.to)
+    sender = header.from_.organ_id.upper()
+    electronic = reason is None
+    receipt = receipts.Receipt(
+        kind="package",
+        hub=_STATE.hub_name,
+        hub_time=job.at,
+        sha256=job.sha256,
+        size=job.size,
+        package_id=job.sha256,
+        document_id=document_id,
+        sender=sender,
+        carriage=job.carriage,
+        electronic=electronic,
+        verdict="verified" if electronic else reason or "unverified",
+        recipients=receipts.recipients_queued(recipients),
+    )
+    code = header.code
+    promulgation = header.promulgation_info
+    return Verdict(
+        document_id=document_id,
+        sender=sender,
+        recipients=recipients,
+        business_doc_type=bussiness.bussiness_doc_type,
+        paper=bussiness.paper,
+        electronic=electronic,
+        reason=reason,
+        signer_fingerprint=signer_fp,
+        signed_at=job.at,
+        subject=header.subject,
+        code_number=code.code_number if code else None,
+        code_notation=code.code_notation if code else None,
+        promulgation_date=promulgation.promulgation_date if promulgation else None,
+        priority=header.other_info.priority if header.other_info else None,
+        due_date=header.due_date,
+        receipt_xml=_STATE.signer.sign(receipts.build_receipt(receipt)),
+        model=message,
+        verify_seconds=time.perf_counter() - started,
+    )
+
+
+def verify_status(job: Job) -> StatusVerdict:
+    """Verify a status message (same profile, same trust; lenient mode admits unsigned statuses)."""
+    from gateway import verification
+    from gateway.edxml.model import StatusMessage
+    from gateway.errors import PackageError
+
+    started = time.perf_counter()
+    data = job.data if job.data is not None else Path(job.path or "").read_bytes()
+    trust = _trust(job)
+    reason: str | None = None
+    try:
+        message = verification.verify_package(data, trust=trust, at=job.at).message
+    except GatewayError as exc:
+        message = _lenient(exc, job, data, None)
+        reason = exc.code
+    if not isinstance(message, StatusMessage):
+        raise PackageError("edxml.unexpected_element", "this is a document package: send it to /v1/packages")
+    header = message.header
+    response_for = header.response_for
+    if not response_for.document_id:
+        raise PackageError("edxml.missing_element", "the status has no ResponseFor/DocumentId")
+    sender = header.from_.organ_id.upper()
+    sha = hashlib.sha256(data).hexdigest()
+    common = {
+        "hub": _STATE.hub_name,
+        "hub_time": job.at,
+        "sha256": sha,
+        "size": len(data),
+        "package_id": sha,
+        "document_id": response_for.document_id,
+        "sender": sender,
+        "carriage": "status",
+        "electronic": reason is None,
+        "verdict": "verified" if reason is None else reason,
+        "status": receipts.StatusResult(code=header.status_code, sender=sender, result="applied"),
+    }
+    receipt = receipts.Receipt(kind="status", **common)
+    notice = receipts.Receipt(kind="status-notice", original=data, **common)
+    return StatusVerdict(
+        sender=sender,
+        document_id=response_for.document_id,
+        document_sender=(response_for.organ_id or response_for.document_id.split(",")[0]).upper(),
+        status_code=header.status_code,
+        description=header.description,
+        timestamp=header.timestamp,
+        electronic=reason is None,
+        reason=reason,
+        message_sha256=sha,
+        receipt_xml=_STATE.signer.sign(receipts.build_receipt(receipt)),
+        notice_xml=_STATE.signer.sign(receipts.build_receipt(notice)),
+        model=message,
+        verify_seconds=time.perf_counter() - started,
+    )
