@@ -33,18 +33,17 @@ def main() -> None:
     """Console-script entry point: every GatewayError becomes one readable line and an exit code."""
     _mount()
     try:
-        app(standalone_mode=False)
+        # Outside standalone mode click returns a command's exit code instead of raising SystemExit.
+        code = app(standalone_mode=False)
     except GatewayError as exc:
         err_console.print(f"[bold red]error[/] {exc.code}: {exc.detail}", highlight=False)
         sys.exit(2 if isinstance(exc, UsageError) else 1)
     except typer.Abort:
         sys.exit(1)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2 if isinstance(exc, click.UsageError) else 1)
-        raise
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:
+        # typer bundles its own click: usage errors (bad option, missing file) arrive here
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
