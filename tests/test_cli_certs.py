@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import shutil
 import stat
 import subprocess
@@ -22,37 +21,10 @@ REPO = Path(__file__).resolve().parent.parent
 DIRECTORY = REPO / "config" / "directory.toml"
 GATEWAY = Path(sys.executable).parent / "gateway"
 
-# Until gateway/cli/package.py exists, `gateway` cannot mount all its groups; run the same `main` with only
-# the certs group mounted, so these tests exercise the real entry point's error handling either way.
-_CERTS_ONLY = (
-    "import importlib, gateway.cli as c; m = importlib.import_module('gateway.cli.certs'); "
-    "c._mount = lambda: c.app.add_typer(m.app, name='certs', help=m.__doc__); c.main()"
-)
-
-
-# gateway/cli/__init__.py (not owned here) catches click's usage errors with `import click`, but typer 0.29
-# vendors click as typer._click and no longer installs it: a usage error found by typer itself (bad choice,
-# missing option, missing file) then ends in a ModuleNotFoundError traceback instead of exit 2. Those
-# cases are marked as expected failures while that holds, and run normally once main() is fixed.
-_MAIN_CANNOT_REPORT_TYPER_USAGE_ERRORS = importlib.util.find_spec("click") is None and "import click" in (
-    REPO / "gateway" / "cli" / "__init__.py"
-).read_text(encoding="utf-8")
-typer_usage_error = pytest.mark.xfail(
-    _MAIN_CANNOT_REPORT_TYPER_USAGE_ERRORS,
-    reason="gateway.cli.main imports click, which typer 0.29 does not install",
-    strict=True,
-)
-
-
-def _command() -> list[str]:
-    if importlib.util.find_spec("gateway.cli.package") is not None and GATEWAY.exists():
-        return [str(GATEWAY)]
-    return [sys.executable, "-c", _CERTS_ONLY]
-
 
 def run(*args: str | Path, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*_command(), "certs", *map(str, args)],
+        [str(GATEWAY), "certs", *map(str, args)],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -187,9 +159,9 @@ def test_revoke_by_serial_accumulates_and_is_idempotent(pki_dir):
         ("revoke",),
         ("revoke", "--organ-id", "000.00.02.H53", "--serial", "ab"),
         ("revoke", "--serial", "xyz"),
-        pytest.param(("revoke", "--organ-id", "000.00.02.H53", "--reason", "bored"), marks=typer_usage_error),
-        pytest.param(("issue", "--organ-id", "000.00.06.H53"), marks=typer_usage_error),
-        pytest.param(("init", "--key-type", "rsa1024"), marks=typer_usage_error),
+        pytest.param(("revoke", "--organ-id", "000.00.02.H53", "--reason", "bored")),
+        pytest.param(("issue", "--organ-id", "000.00.06.H53")),
+        pytest.param(("init", "--key-type", "rsa1024")),
     ],
 )
 def test_usage_errors_exit_2(pki_dir, args):
@@ -243,7 +215,6 @@ def test_show_certificate_and_crl(pki_dir):
     assert f"{serial:x}" in crl.stdout
 
 
-@typer_usage_error
 def test_show_missing_file_is_a_usage_error(pki_dir):
     missing = run("show", pki_dir / "nothing.pem")
     assert missing.returncode == 2
