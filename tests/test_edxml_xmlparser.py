@@ -125,6 +125,8 @@ def test_oversize_check_does_not_read_the_input() -> None:
 def test_empty_input() -> None:
     assert code_of(b"") == "input.empty"
     assert code_of(b"  \n ") == "input.empty"
+    assert code_of(b" " * 10_000) == "input.empty"
+    assert parse_xml(b" " * 5000 + b"<a/>").tag == "a"  # leading blanks are not emptiness
 
 
 def test_huge_text_over_a_small_limit() -> None:

@@ -63,6 +63,7 @@ _XML_DECL = re.compile(
     rb"<\?xml\s+version\s*=\s*(?:\"[^\"]*\"|'[^']*')"
     rb"(?:\s+encoding\s*=\s*(?:\"(?P<e1>[^\"]*)\"|'(?P<e2>[^']*)'))?"
 )
+_NON_SPACE = re.compile(rb"[^ \t\r\n]")
 _UTF8_NAMES = frozenset({"utf-8", "utf8"})
 _PROLOG_LIMIT = 64 * 1024  # how far the DOCTYPE pre-scan looks; a prolog longer than this is not edXML
 _DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
@@ -121,7 +122,7 @@ def parse_xml(data: bytes, *, limits: XmlLimits = DEFAULT_LIMITS) -> etree._Elem
     size = len(data)
     if size > limits.max_bytes:
         raise InputTooLarge("input.too_large", f"{size} bytes; the limit is {limits.max_bytes}")
-    if size == 0 or not bytes(data[:4096]).strip():
+    if size == 0 or _NON_SPACE.search(data) is None:  # stops at the first non-blank byte
         raise InputError("input.empty")
     data = bytes(data)
     _prescan(data)
