@@ -1,0 +1,437 @@
+"""Helpers for the hub tests and benchmark: PKI files on disk, a hub config, signed packages, a hub process.
+
+Everything is real: certificates from :mod:`pki_fixtures`, signatures by :mod:`gateway.signature`, TLS by
+the standard library, the hub as ``python -m gateway.hub.server`` in its own process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import http.client
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pki_fixtures import PkiSet
+
+from gateway.edxml.model import (
+    Attachment,
+    Bussiness,
+    Code,
+    DocumentPackage,
+    ManifestReference,
+    MessageHeader,
+    Organization,
+    PromulgationInfo,
+    ResponseFor,
+    StatusHeader,
+    StatusMessage,
+    TraceHeaderList,
+)
+from gateway.hub.config import HubConfig
+from gateway.signature.sign import sign_message
+from gateway.trust.files import key_pem, pem_of
+from gateway.trust.pki import Issued
+
+VN = dt.timezone(dt.timedelta(hours=7))
+PROVINCE = "000.00.00.H53"
+DEPARTMENT = "000.00.02.H53"
+FINANCE = "000.00.03.H53"
+DISTRICT = "000.00.31.H53"
+COMMUNE = "000.21.31.H53"
+MINISTRY = "000.00.00.G12"
+UNLISTED = "000.00.09.H53"
+"""A well-formed agency code that is not in the test directory."""
+
+DIRECTORY_TOML = f"""
+[hub]
+name = "LGSP Tây Ninh"
+
+[[agencies]]
+organ_id = "{MINISTRY}"
+name = "Bộ Nội vụ"
+level = "central"
+
+[[agencies]]
+organ_id = "{PROVINCE}"
+name = "Ủy ban nhân dân tỉnh Tây Ninh"
+level = "province"
+
+[[agencies]]
+organ_id = "{DEPARTMENT}"
+name = "Sở Nội vụ"
+level = "department"
+parent = "{PROVINCE}"
+
+[[agencies]]
+organ_id = "{FINANCE}"
+name = "Sở Tài chính"
+level = "department"
+parent = "{PROVINCE}"
+
+[[agencies]]
+organ_id = "{DISTRICT}"
+name = "Ủy ban nhân dân huyện Tân Biên"
+level = "district"
+parent = "{PROVINCE}"
+
+[[agencies]]
+organ_id = "{COMMUNE}"
+name = "Ủy ban nhân dân xã Tân Lập"
+level = "commune"
+parent = "{DISTRICT}"
+"""
+
+
+@dataclass
+class HubFiles:
+    """The files a hub and its clients need, written under ``root``."""
+
+    root: Path
+    trust_dir: Path
+    hub_cert: Path
+    hub_key: Path
+    directory: Path
+    ca_file: Path
+    clients: dict[str, tuple[Path, Path]] = field(default_factory=dict)
+
+    def client(self, name: str) -> tuple[Path, Path]:
+        return self.clients[name]
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def write_identity(folder: Path, name: str, issued: Issued) -> tuple[Path, Path]:
+    cert = _write(folder / f"{name}.crt", pem_of([issued.cert, *issued.chain[:-1]]))
+    key = _write(folder / f"{name}.key", key_pem(issued.key))
+    os.chmod(key, 0o600)
+    return cert, key
+
+
+def write_hub_files(pki: PkiSet, root: Path, *, extra: dict[str, Issued] | None = None) -> HubFiles:
+    """Trust folder (root, issuing CA, CRLs), hub identity, directory and one client identity per agency."""
+    trust = root / "trust"
+    _write(trust / "root.pem", pem_of([pki.root.cert]))
+    _write(trust / "issuing.pem", pem_of([pki.intermediate.cert]))
+    _write(trust / "issuing.crl", pki.crl.public_bytes(_pem()))
+    _write(trust / "root.crl", pki.root_crl.public_bytes(_pem()))
+    hub_cert, hub_key = write_identity(root / "hub", "hub", pki.hub)
+    files = HubFiles(
+        root=root,
+        trust_dir=trust,
+        hub_cert=hub_cert,
+        hub_key=hub_key,
+        directory=_write(root / "directory.toml", DIRECTORY_TOML.encode()),
+        ca_file=_write(root / "ca.pem", pem_of([pki.root.cert])),
+    )
+    clients = {organ_id: issued for organ_id, issued in pki.agencies.items()}
+    clients["hub"] = pki.hub
+    for name in ("revoked", "expired", "foreign", "no_agency"):
+        clients[name] = pki.bad(name)
+    clients.update(extra or {})
+    for name, issued in clients.items():
+        files.clients[name] = write_identity(root / "clients", name.replace(".", "_"), issued)
+    return files
+
+
+def _pem() -> Any:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return Encoding.PEM
+
+
+def hub_config(files: HubFiles, database_url: str, **changes: Any) -> HubConfig:
+    config = HubConfig(
+        database_url=database_url,
+        data_dir=files.root / "data",
+        tls_cert=files.hub_cert,
+        tls_key=files.hub_key,
+        trust_dir=files.trust_dir,
+        directory_file=files.directory,
+        port=free_port(),
+        verify_processes=2,
+        reload_interval=0.5,
+    )
+    return config.with_(**changes)
+
+
+def write_config_toml(config: HubConfig, path: Path) -> Path:
+    lines = ["[hub]"]
+    for name in (
+        "database_url",
+        "data_dir",
+        "tls_cert",
+        "tls_key",
+        "trust_dir",
+        "directory_file",
+        "host",
+        "port",
+        "max_body",
+        "lenient_legacy",
+        "verify_processes",
+        "reload_interval",
+    ):
+        value = getattr(config, name)
+        if value is None:
+            continue
+        lines.append(f"{name} = {json.dumps(value if isinstance(value, bool | int | float) else str(value))}")
+    if config.admin_fingerprints:
+        lines.append(f"admin_fingerprints = {json.dumps(list(config.admin_fingerprints))}")
+    return _write(path, ("\n".join(lines) + "\n").encode())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def client_context(files: HubFiles, who: str | None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(files.ca_file))
+    if who is not None:
+        cert, key = files.client(who)
+        ctx.load_cert_chain(str(cert), str(key))
+    return ctx
+
+
+# --- packages ---------------------------------------------------------------------------------------
+
+
+def today_vn() -> dt.date:
+    return dt.datetime.now(VN).date()
+
+
+def document(
+    *,
+    sender: str = PROVINCE,
+    recipients: Iterable[str] = (DEPARTMENT,),
+    number: str | None = None,
+    subject: str = "Về việc triển khai liên thông văn bản điện tử",
+    attachment: bytes | None = None,
+    paper: int = 0,
+    business_doc_type: int = 0,
+    padding: int = 0,
+) -> DocumentPackage:
+    """A valid new document; ``number`` defaults to a fresh one so every call is a new DocumentId."""
+    number = number or str(uuid.uuid4().int % 10**9)
+    day = today_vn() - dt.timedelta(days=1)
+    document_id = f"{sender},{day:%Y/%m/%d},{number}/UBND-VP"
+    atts: tuple[Attachment, ...] = ()
+    refs: tuple[ManifestReference, ...] = ()
+    if attachment is not None or padding:
+        data = attachment if attachment is not None else os.urandom(padding)
+        atts = (
+            Attachment(
+                content_id="cid:att-1",
+                attachment_name="van-ban.pdf",
+                content_type="application/pdf",
+                data=data,
+            ),
+        )
+        refs = (
+            ManifestReference(
+                content_id="cid:att-1", content_type="application/pdf", attachment_name="van-ban.pdf"
+            ),
+        )
+    return DocumentPackage(
+        header=MessageHeader(
+            from_=Organization(organ_id=sender, organ_name="Ủy ban nhân dân tỉnh Tây Ninh"),
+            to=tuple(Organization(organ_id=r) for r in recipients),
+            document_id=document_id,
+            code=Code(code_number=number, code_notation="UBND-VP"),
+            promulgation_info=PromulgationInfo(place="Tây Ninh", promulgation_date=day),
+            subject=subject,
+        ),
+        trace=TraceHeaderList(
+            bussiness=Bussiness(document_id=document_id, bussiness_doc_type=business_doc_type, paper=paper)
+        ),
+        manifest=refs,
+        attachments=atts,
+    )
+
+
+def sign(message: DocumentPackage | StatusMessage, issued: Issued, *, reference: str = "document") -> bytes:
+    return sign_message(
+        message, key=issued.key, cert=issued.cert, chain=issued.chain[:-1], reference=reference
+    )  # type: ignore[arg-type]
+
+
+def status(*, sender: str, doc: DocumentPackage, code: str, description: str | None = None) -> StatusMessage:
+    header = doc.header
+    return StatusMessage(
+        header=StatusHeader(
+            from_=Organization(organ_id=sender),
+            response_for=ResponseFor(
+                organ_id=header.from_.organ_id,
+                code=f"{header.code.code_number}/{header.code.code_notation}" if header.code else None,
+                promulgation_date=header.promulgation_info.promulgation_date
+                if header.promulgation_info
+                else None,
+                document_id=header.document_id,
+            ),
+            status_code=code,
+            description=description or f"status {code}",
+            timestamp=dt.datetime.now(VN).replace(tzinfo=None, microsecond=0),
+        )
+    )
+
+
+# --- talking to a hub -------------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def code(self) -> str | None:
+        if self.headers.get("content-type", "").startswith("application/problem+json"):
+            return self.json().get("code")
+        return None
+
+
+class Client:
+    """A tiny synchronous HTTPS client holding one keep-alive connection with a client certificate."""
+
+    def __init__(self, port: int, ctx: ssl.SSLContext, host: str = "127.0.0.1") -> None:
+        self.port, self.ctx, self.host = port, ctx, host
+        self.conn: http.client.HTTPSConnection | None = None
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> Reply:
+        for attempt in (1, 2):
+            if self.conn is None:
+                self.conn = http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=60)
+            try:
+                self.conn.request(method, path, body=body, headers=headers or {})
+                resp = self.conn.getresponse()
+                data = resp.read()
+                reply = Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+                if resp.will_close:
+                    self.close()
+                return reply
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def post_package(self, data: bytes, content_type: str = "application/edxml+xml") -> Reply:
+        return self.request("POST", "/v1/packages", data, {"Content-Type": content_type})
+
+    def post_status(self, data: bytes) -> Reply:
+        return self.request("POST", "/v1/status", data, {"Content-Type": "application/edxml+xml"})
+
+    def get(self, path: str) -> Reply:
+        return self.request("GET", path)
+
+    def post_json(self, path: str, payload: Any, method: str = "POST") -> Reply:
+        return self.request(method, path, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+class HubProcess:
+    """``python -m gateway.hub.server`` started in its own process; waits for ``ready``."""
+
+    def __init__(self, config_file: Path, *, workers: int = 1, log: Path | None = None) -> None:
+        self.log = log or config_file.with_suffix(".log")
+        self._fh = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway.hub.server",
+                "--config",
+                str(config_file),
+                "--workers",
+                str(workers),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=self._fh,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        deadline = time.monotonic() + 60
+        assert self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if line.strip() == b"ready":
+                return
+            if not line and self.proc.poll() is not None:
+                break
+        self.stop()
+        raise RuntimeError(f"the hub did not start; see {self.log}:\n{self.log.read_text()[-3000:]}")
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._fh.close()
+
+
+# --- database state ---------------------------------------------------------------------------------
+
+TABLES = (
+    "hub_packages",
+    "hub_exchanges",
+    "hub_status_events",
+    "hub_inbox",
+    "hub_paper_dispatches",
+    "hub_agencies",
+    "hub_node_identities",
+)
+
+
+def snapshot(database_url: str, data_dir: Path) -> dict[str, Any]:
+    """Row counts of every hub table and the files under the blob folder: "nothing stored" is equality."""
+    import sqlalchemy as sa
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def counts() -> dict[str, int]:
+        engine = create_async_engine(database_url)
+        try:
+            async with engine.connect() as conn:
+                return {
+                    t: int((await conn.execute(sa.text(f"SELECT count(*) FROM {t}"))).scalar_one())
+                    for t in TABLES
+                }
+        finally:
+            await engine.dispose()
+
+    blobs = data_dir / "blobs"
+    files = (
+        sorted(str(p.relative_to(blobs)) for p in blobs.rglob("*") if p.is_file()) if blobs.exists() else []
+    )
+    tmp = data_dir / "tmp"
+    leftovers = sorted(p.name for p in tmp.iterdir()) if tmp.exists() else []
+    return {"rows": asyncio.run(counts()), "blobs": files, "tmp": leftovers}
