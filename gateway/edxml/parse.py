@@ -21,7 +21,7 @@ from __future__ import annotations
 import binascii
 import datetime as dt
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 import pybase64
@@ -285,9 +285,9 @@ class _Reader:
             attachments=found,
         )
 
-    def check_unique(self, ids: object, where: str) -> None:
+    def check_unique(self, ids: Iterable[str], where: str) -> None:
         seen: set[str] = set()
-        for content_id in ids:  # type: ignore[attr-defined]
+        for content_id in ids:
             if content_id in seen:
                 self.soft(PackageError("edxml.attachment_duplicate", f"{where}: {content_id!r} twice"), None)
             seen.add(content_id)
