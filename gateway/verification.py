@@ -29,7 +29,7 @@ from gateway.edxml.validate import validate
 from gateway.edxml.xmlparser import DEFAULT_LIMITS, XmlLimits
 from gateway.errors import GatewayError, PackageError
 from gateway.signature.profile import Reference
-from gateway.signature.verify import Engine, VerifiedSignature, verify_signature
+from gateway.signature.verify import DEFAULT_ENGINE, Engine, VerifiedSignature, verify_signature
 from gateway.trust.store import TrustStore, ValidatedChain
 
 VIETNAM = dt.timezone(dt.timedelta(hours=7), "ICT")
@@ -84,7 +84,7 @@ def verify_package(
     today: dt.date | None = None,
     pinned: Collection[bytes | str] | None = None,
     limits: XmlLimits = DEFAULT_LIMITS,
-    engine: Engine = "auto",
+    engine: Engine = DEFAULT_ENGINE,
 ) -> VerifiedPackage:
     """Verify ``data`` completely or raise the :class:`GatewayError` of the first step that fails.
 

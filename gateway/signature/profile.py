@@ -30,6 +30,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from cryptography import x509
@@ -328,21 +329,40 @@ def _certificates(signature: etree._Element) -> tuple[x509.Certificate, tuple[x5
     texts = [el.text or "" for data in x509_data for el in data.findall(_ds("X509Certificate"))]
     if not texts:
         raise SignatureError("signature.no_certificate", "X509Data has no X509Certificate")
-    certs: list[x509.Certificate] = []
+    certs: list[_Cert] = []
     for index, text in enumerate(texts):
         der = _b64(text, what="X509Certificate", code="signature.bad_certificate")
         try:
-            certs.append(x509.load_der_x509_certificate(der))
+            certs.append(_load_certificate(der))
         except ValueError as exc:
             raise SignatureError(
                 "signature.bad_certificate", f"X509Certificate #{index + 1} is not a DER certificate: {exc}"
             ) from exc
     signer = _leaf(certs)
-    return signer, tuple(c for c in certs if c is not signer)
+    return signer.cert, tuple(c.cert for c in certs if c is not signer)
 
 
-def _leaf(certs: list[x509.Certificate]) -> x509.Certificate:
+@dataclass(frozen=True, slots=True)
+class _Cert:
+    cert: x509.Certificate
+    subject: bytes
+    issuer: bytes
+
+
+@lru_cache(maxsize=1024)
+def _load_certificate(der: bytes) -> _Cert:
+    """Parse a certificate once: agencies send the same few certificates with every package.
+
+    Keyed by the exact DER bytes, so a cached entry is the same immutable value a fresh parse would give.
+    """
+    cert = x509.load_der_x509_certificate(der)
+    return _Cert(cert=cert, subject=cert.subject.public_bytes(), issuer=cert.issuer.public_bytes())
+
+
+def _leaf(certs: list[_Cert]) -> _Cert:
     """The signing certificate: the first that issued none of the others (X509Data order is free)."""
+    if len(certs) == 1:
+        return certs[0]
     for cert in certs:
         issued_other = any(
             other is not cert and other.issuer == cert.subject and other.subject != other.issuer
@@ -380,12 +400,11 @@ def _check_key_value(signature: etree._Element, signer: x509.Certificate) -> Non
     """A KeyValue next to X509Data is ambiguous; it is tolerated only when it is the certificate's key."""
     key_info = signature.find(_ds("KeyInfo"))
     assert key_info is not None  # _certificates checked
-    key = signer.public_key()
     for key_value in key_info.findall(_ds("KeyValue")):
-        if not _key_value_matches(key_value, key):
+        if not _key_value_matches(key_value, signer.public_key()):
             raise SignatureError("signature.invalid", "KeyValue names another key than the certificate")
-    spki = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     for der in key_info.findall(f"{{{DSIG11_NS}}}DEREncodedKeyValue"):
+        spki = signer.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
         if _b64(der.text, what="DEREncodedKeyValue") != spki:
             raise SignatureError(
                 "signature.invalid", "DEREncodedKeyValue names another key than the certificate"

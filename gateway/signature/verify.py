@@ -5,16 +5,16 @@ under exclusive C14N, and a comment inside a text node must not be able to short
 the signature's structure against the profile (:mod:`gateway.signature.profile`), and only then runs the
 cryptography in one of two engines that give the same verdicts:
 
+``c14n`` (the default)
+    the profile's operations done directly: exclusive C14N of SignedInfo (libxml2 through lxml) verified
+    with ``cryptography``, then the enveloped-signature transform (the Signature node removed) and the
+    exclusive C14N of the referenced node streamed into SHA-256. One pass over the tree, no copies.
 ``signxml``
     signxml's :class:`~signxml.XMLVerifier`, pinned to the profile (location narrowed to edXMLHeader,
     one reference, SHA-256 RSA/ECDSA only, X.509 required, the certificate passed explicitly, our parser).
-    It canonicalises private copies of the document, so it costs several copies of the input: used for
-    inputs up to :data:`SIGNXML_MAX_BYTES`.
-``c14n``
-    the same checks done directly: exclusive C14N of SignedInfo (libxml2 through lxml) verified with
-    ``cryptography``, then the enveloped-signature transform (the Signature node removed) and the
-    exclusive C14N of the referenced node streamed into SHA-256. One pass over the tree, no copies: used
-    for larger inputs, where signxml runs at half python-xmlsec's speed (docs/signature.md has figures).
+    It serialises and re-parses the document about six times per verification, which halves throughput
+    at every size (docs/signature.md has the figures), so it is the independent cross-check the tests
+    run every verdict through, not the production path.
 
 Either way the caller gets :attr:`VerifiedSignature.signed_root`: exactly the node set that was digested
 (the document or the envelope, without the Signature and without comments), never the input tree. Trust in
@@ -49,10 +49,9 @@ from gateway.signature.profile import (
     inspect_signature,
 )
 
-Engine = Literal["auto", "signxml", "c14n"]
+Engine = Literal["c14n", "signxml"]
 
-SIGNXML_MAX_BYTES = 1024 * 1024
-"""Inputs up to this size are verified by signxml; larger ones by the direct C14N engine."""
+DEFAULT_ENGINE: Engine = "c14n"
 
 _ENVELOPE = f"{{{NS}}}edXMLEnvelope"
 _ROOT = f"{{{NS}}}edXML"
@@ -86,22 +85,22 @@ class VerifiedSignature:
     signature_method: str
     digest_method: str
     unsigned_root: etree._Element | None = None
-    engine: Literal["signxml", "c14n"] = "signxml"
+    engine: Engine = DEFAULT_ENGINE
 
 
 def verify_signature(
-    data: bytes, *, limits: XmlLimits = DEFAULT_LIMITS, engine: Engine = "auto"
+    data: bytes, *, limits: XmlLimits = DEFAULT_LIMITS, engine: Engine = DEFAULT_ENGINE
 ) -> VerifiedSignature:
     """Parse ``data``, check its signature against the profile and verify it; raise a GatewayError if not.
 
-    ``engine`` is for tests and benchmarks; ``auto`` picks by size (see the module docstring).
+    ``engine`` selects the cryptographic engine (see the module docstring); both give the same verdicts.
     """
     root = parse_xml(data, limits=limits)
-    return verify_tree(root, size=len(data), limits=limits, engine=engine)
+    return verify_tree(root, limits=limits, engine=engine)
 
 
 def verify_tree(
-    root: etree._Element, *, size: int, limits: XmlLimits = DEFAULT_LIMITS, engine: Engine = "auto"
+    root: etree._Element, *, limits: XmlLimits = DEFAULT_LIMITS, engine: Engine = DEFAULT_ENGINE
 ) -> VerifiedSignature:
     """:func:`verify_signature` on a tree the caller parsed with :func:`parse_xml` (it is consumed).
 
@@ -110,8 +109,7 @@ def verify_tree(
     """
     strip_comments(root)
     profile = inspect_signature(root)
-    chosen = engine if engine != "auto" else ("signxml" if size <= SIGNXML_MAX_BYTES else "c14n")
-    if chosen == "signxml":
+    if engine == "signxml":
         signed_root = _verify_signxml(root, profile, limits)
     else:
         signed_root = _verify_c14n(root, profile)
@@ -124,7 +122,7 @@ def verify_tree(
         signature_method=profile.signature_method,
         digest_method=profile.digest_method,
         unsigned_root=root if profile.reference == "envelope" else None,
-        engine=chosen,
+        engine=engine,
     )
 
 
