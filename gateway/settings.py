@@ -1,0 +1,160 @@
+"""Typed settings of the hub, read once and passed down (never a module-level global).
+
+Sources, highest precedence first:
+
+1. keyword arguments to :func:`load_settings` (what the CLI's options set);
+2. environment variables prefixed ``GATEWAY_`` (``GATEWAY_DATABASE_URL``, ``GATEWAY_PORT`` …);
+3. a TOML file: the path in ``GATEWAY_CONFIG``, else ``config/hub.toml`` if it exists (see the commented
+   example in the repository);
+4. the defaults below.
+
+Paths that are not given derive from ``data_dir`` (``./var``): the SQLite database, the blob folder and
+the trust folder, so that one folder holds a hub's whole state. A bad value is a
+:class:`~gateway.errors.ConfigError` (``config.invalid``) naming the field, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from gateway.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = Path("config/hub.toml")
+MiB = 1024 * 1024
+
+_toml_data: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "gateway_settings_toml", default=None
+)
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """The already-parsed TOML file (parsed by :func:`load_settings`, so errors carry its path)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return (_toml_data.get() or {}).get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_toml_data.get() or {})
+
+
+class Settings(BaseSettings):
+    """Everything a hub process needs to start. Frozen: a running hub never changes its settings."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="forbid", frozen=True)
+
+    # --- storage -----------------------------------------------------------------------------------
+    data_dir: Path = Field(Path("var"), description="Folder for the hub's state (database, blobs, trust).")
+    database_url: str = Field(
+        "", description="SQLAlchemy async URL; default sqlite+aiosqlite:///<data_dir>/gateway.db."
+    )
+    blob_dir: Path = Field(
+        Path(), description="Content-addressed attachment store; default <data_dir>/blobs."
+    )
+    db_pool_size: int = Field(
+        10, ge=1, description="Connections per process (PostgreSQL; readers on SQLite)."
+    )
+    sqlite_busy_timeout_ms: int = Field(30_000, ge=0, description="How long SQLite waits for the write lock.")
+
+    # --- service -----------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(8443, ge=0, le=65535)
+    workers: int = Field(1, ge=1, description="Hub processes sharing the port (SO_REUSEPORT).")
+    public_url: str | None = Field(None, description="The hub's URL as nodes reach it (behind a proxy).")
+    tls_cert: Path | None = Field(None, description="The hub's TLS server certificate (PEM).")
+    tls_key: Path | None = Field(None, description="Its private key (PEM).")
+    tls_chain: Path | None = Field(None, description="Intermediate certificates sent with it (PEM).")
+    signing_cert: Path | None = Field(
+        None, description="Certificate the hub signs receipts with; default tls_cert."
+    )
+    signing_key: Path | None = Field(None, description="Its private key; default tls_key.")
+    max_body_bytes: int = Field(100 * MiB, ge=1024, description="Largest request body accepted.")
+    request_timeout_s: float = Field(
+        300.0, gt=0, description="Longest time a request body may take to arrive."
+    )
+    inbox_page_limit: int = Field(100, ge=1, le=10_000, description="Most inbox items returned per request.")
+
+    # --- trust and directory -----------------------------------------------------------------------
+    trust_dir: Path = Field(Path(), description="Trust anchors and CRLs; default <data_dir>/trust.")
+    crl_max_age: dt.timedelta = Field(
+        dt.timedelta(days=7), description="A CRL older than this (past nextUpdate or not) makes /readyz fail."
+    )
+    directory_file: Path | None = Field(
+        None, description="Agency directory to import at start-up (TOML/CSV)."
+    )
+    holidays_file: Path = Field(
+        Path("config/holidays.toml"), description="Working-day calendar (overdue rule)."
+    )
+    lenient_legacy: bool = Field(
+        False, description="Admit unsigned/legacy-signed packages; they count as not fully electronic."
+    )
+
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_paths(cls, data: Any) -> Any:
+        """Fill the paths left empty from ``data_dir`` (before freezing, so the values are visible)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        data_dir = Path(data.get("data_dir") or "var")
+        if not data.get("database_url"):
+            data["database_url"] = f"sqlite+aiosqlite:///{data_dir / 'gateway.db'}"
+        if not data.get("blob_dir"):
+            data["blob_dir"] = data_dir / "blobs"
+        if not data.get("trust_dir"):
+            data["trust_dir"] = data_dir / "trust"
+        return data
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(config_file: str | Path | None = None, /, **overrides: Any) -> Settings:
+    """Read the settings once: overrides > environment > TOML file > defaults.
+
+    ``config_file`` defaults to ``$GATEWAY_CONFIG``, then ``config/hub.toml`` when it exists. Overrides
+    that are ``None`` are ignored, so CLI options can be passed through unconditionally.
+    """
+    explicit = config_file is not None or "GATEWAY_CONFIG" in os.environ
+    path = Path(
+        config_file if config_file is not None else os.environ.get("GATEWAY_CONFIG", DEFAULT_CONFIG_FILE)
+    )
+    data: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError("config.invalid", f"{path}: {exc}") from exc
+    elif explicit:
+        raise ConfigError("config.invalid", f"the configuration file {path} does not exist")
+    token = _toml_data.set(data)
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError("config.invalid", problems) from exc
+    finally:
+        _toml_data.reset(token)
