@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -57,10 +58,23 @@ class Hub:
     hub_fingerprint: str = ""
     inbox_events: dict[str, asyncio.Event] = field(default_factory=dict)
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn`` in the verification pool; a GatewayError raised there is raised here."""
+    async def run(self, fn: Callable[..., T | worker.Failure], *args: Any) -> T:
+        """Run ``fn`` in the verification pool; a GatewayError raised there is raised here.
+
+        A pool whose process died (killed by the OOM killer, a crash in a C library) is replaced, and
+        the request fails with a 500 that leaks nothing; the next request gets a fresh pool.
+        """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, fn, *args)
+        try:
+            result = await loop.run_in_executor(self.pool, fn, *args)
+        except BrokenProcessPool:
+            log.error("the verification pool broke; starting a new one")
+            old, self.pool = self.pool, make_pool(self.config)
+            old.shutdown(wait=False, cancel_futures=True)
+            raise
+        if isinstance(result, worker.Failure):
+            raise result.error()
+        return result
 
     async def caller(self, request: web.Request) -> Caller:
         """The authenticated caller, with node identities from the database merged in."""
@@ -156,14 +170,19 @@ async def _repo_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG]
-    pool = ProcessPoolExecutor(
+def make_pool(config: HubConfig) -> ProcessPoolExecutor:
+    """The verification pool: spawned processes (no fork of a running event loop), hub key loaded once."""
+    return ProcessPoolExecutor(
         max_workers=max(1, config.verify_processes),
         mp_context=multiprocessing.get_context("spawn"),
         initializer=worker.init_process,
         initargs=(str(config.tls_cert), str(config.tls_key)),
     )
+
+
+async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    pool = make_pool(config)
     app[POOL] = pool
     loop = asyncio.get_running_loop()
     try:
@@ -172,6 +191,8 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
         )
         yield
     finally:
+        if HUB in app:
+            pool = app[HUB].pool  # it may have been replaced
         pool.shutdown(wait=True, cancel_futures=True)
 
 

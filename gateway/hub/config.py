@@ -81,7 +81,7 @@ def hub_config(settings: Any) -> HubConfig:
         directory_file=Path(d) if (d := get("directory_file")) else None,
         host=str(get("host", "127.0.0.1")),
         port=int(get("port", 8443)),
-        max_body=int(get("max_body", DEFAULT_MAX_BODY)),
+        max_body=int(get("max_body", get("max_body_bytes", DEFAULT_MAX_BODY))),
         lenient_legacy=bool(get("lenient_legacy", False)),
         admin_fingerprints=tuple(
             str(f).lower().replace(":", "") for f in get("admin_fingerprints", ()) or ()

@@ -25,6 +25,39 @@ from gateway.hub.ports import StatusVerdict, Verdict
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Failure:
+    """A GatewayError carried back from a pool process.
+
+    ``GatewayError`` with extra fields does not survive pickling (its ``__init__`` takes the code, while
+    pickle passes the message), and an unpicklable result breaks the whole pool; so errors travel as data.
+    """
+
+    module: str
+    cls: str
+    code: str
+    detail: str
+    extra: dict[str, Any]
+
+    @classmethod
+    def of(cls, exc: GatewayError) -> Failure:
+        return cls(
+            module=type(exc).__module__,
+            cls=type(exc).__qualname__,
+            code=exc.code,
+            detail=exc.detail,
+            extra={
+                k: v for k, v in exc.extra.items() if isinstance(v, str | int | float | bool | list | None)
+            },
+        )
+
+    def error(self) -> GatewayError:
+        import importlib
+
+        kind = getattr(importlib.import_module(self.module), self.cls, GatewayError)
+        return kind(self.code, self.detail, **self.extra)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Job:
     trust_dir: str
     generation: int
@@ -217,3 +250,19 @@ def verify_status(job: Job) -> StatusVerdict:
         model=message,
         verify_seconds=time.perf_counter() - started,
     )
+
+
+def run_verify_document(job: Job) -> Verdict | Failure:
+    """Pool entry point: :func:`verify_document` with errors carried as :class:`Failure`."""
+    try:
+        return verify_document(job)
+    except GatewayError as exc:
+        return Failure.of(exc)
+
+
+def run_verify_status(job: Job) -> StatusVerdict | Failure:
+    """Pool entry point: :func:`verify_status` with errors carried as :class:`Failure`."""
+    try:
+        return verify_status(job)
+    except GatewayError as exc:
+        return Failure.of(exc)
