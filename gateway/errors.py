@@ -135,6 +135,10 @@ _reg("conflict.transition", "The status is not allowed in the exchange's current
 _reg("config.invalid", "The configuration is not valid")
 _reg("usage", "The command was used wrongly")
 
+# --- storage (added by the storage foundation: gateway/store) ------------------------------------------
+_reg("directory.bad_level", "An agency level is not one of central, province, department, district, commune")
+_reg("directory.bad_fingerprint", "A certificate fingerprint is not a SHA-256 digest in hex")
+
 
 class GatewayError(Exception):
     """Base of every error the gateway reports to a user."""

@@ -1,0 +1,163 @@
+"""Engines and transactions for SQLite (embedded) and PostgreSQL (shared by N hub processes).
+
+Every repository function runs in **one** transaction that is committed before it returns (DESIGN §6:
+nothing is acknowledged before it is committed). :meth:`Database.write` and :meth:`Database.read` are the
+only ways in.
+
+SQLite is set up for a durable single-writer store:
+
+* ``journal_mode=WAL`` so readers never block the writer; ``synchronous=FULL`` so a commit survives a
+  power cut (WAL's NORMAL may lose the last commits, which would break "acknowledged means stored");
+  ``foreign_keys=ON``; ``busy_timeout`` so other processes (the CLI) wait for the lock instead of failing.
+* Writes go through a **single connection** whose transactions start with ``BEGIN IMMEDIATE``: writers
+  queue in the pool (without blocking the event loop) instead of racing for SQLite's lock and failing
+  with "database is locked" on a read-to-write upgrade. This also makes ``SELECT … FOR UPDATE`` (which
+  SQLite does not have, and SQLAlchemy omits there) unnecessary: a write transaction is alone.
+* Reads use a separate pool of connections with plain deferred transactions, concurrent under WAL.
+
+PostgreSQL uses one pool for both; exclusive work uses ``FOR UPDATE`` (``SKIP LOCKED`` for the job
+queue), and uniqueness races end in an ``IntegrityError`` that the repository turns into "already there".
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from gateway.errors import ConfigError
+
+Dialect = Literal["sqlite", "postgresql"]
+
+
+def parse_url(url: str | URL) -> URL:
+    """Parse and check a database URL: only the async drivers this project ships are accepted."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError("config.invalid", f"not a database URL: {url!r}") from exc
+    if parsed.drivername == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    if parsed.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise ConfigError(
+            "config.invalid",
+            f"unsupported database driver {parsed.drivername!r}; use sqlite+aiosqlite:// or postgresql+asyncpg://",
+        )
+    return parsed
+
+
+def _is_memory(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def make_engine(
+    url: str | URL,
+    *,
+    role: Literal["write", "read"] = "write",
+    pool_size: int = 10,
+    busy_timeout_ms: int = 30_000,
+    **kwargs: Any,
+) -> AsyncEngine:
+    """An engine configured for this project (see the module docstring for why each setting)."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        return create_async_engine(
+            parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **kwargs
+        )
+
+    if _is_memory(parsed):
+        kwargs.setdefault("poolclass", StaticPool)
+    elif role == "write":
+        kwargs.update(pool_size=1, max_overflow=0, pool_timeout=max(busy_timeout_ms / 1000, 30))
+    else:
+        kwargs.update(pool_size=pool_size, max_overflow=0)
+    engine = create_async_engine(parsed, **kwargs)
+    begin = "BEGIN IMMEDIATE" if role == "write" else "BEGIN"
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the driver so that BEGIN is ours (see "begin" below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            if not _is_memory(parsed):
+                cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = FULL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine
+
+
+@dataclass(slots=True)
+class Database:
+    """The hub's database: a writer engine, a reader engine (the same one on PostgreSQL)."""
+
+    url: URL
+    engine: AsyncEngine
+    read_engine: AsyncEngine
+    _write_sessions: async_sessionmaker[AsyncSession]
+    _read_sessions: async_sessionmaker[AsyncSession]
+
+    @property
+    def dialect(self) -> Dialect:
+        return "postgresql" if self.url.get_backend_name() == "postgresql" else "sqlite"
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """One write transaction, committed when the block ends without an exception."""
+        async with self._write_sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """One read-only transaction, rolled back when the session closes (nothing it does is kept).
+
+        Closing (not ``rollback()``) detaches the loaded rows with their values, so they can be returned.
+        """
+        async with self._read_sessions() as session:
+            yield session
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
+
+
+def open_database(url: str | URL, *, pool_size: int = 10, busy_timeout_ms: int = 30_000) -> Database:
+    """Create the engines (no connection is made yet). The schema must be migrated separately.
+
+    For a SQLite file, the folder is created so that a fresh ``data_dir`` just works.
+    """
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite" and not _is_memory(parsed):
+        assert parsed.database is not None
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    writer = make_engine(parsed, role="write", pool_size=pool_size, busy_timeout_ms=busy_timeout_ms)
+    if parsed.get_backend_name() == "postgresql" or _is_memory(parsed):
+        reader = writer
+    else:
+        reader = make_engine(parsed, role="read", pool_size=pool_size, busy_timeout_ms=busy_timeout_ms)
+    return Database(
+        url=parsed,
+        engine=writer,
+        read_engine=reader,
+        _write_sessions=async_sessionmaker(writer, expire_on_commit=False, autoflush=False),
+        _read_sessions=async_sessionmaker(reader, expire_on_commit=False, autoflush=False),
+    )

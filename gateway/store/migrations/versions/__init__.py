@@ -1,0 +1,1 @@
+"""Revisions, oldest first. Write each one out explicitly; never autogenerate at run time."""
