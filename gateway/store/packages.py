@@ -1,0 +1,565 @@
+"""Packages: idempotent ingest, lookup, and the ACK-based inbox.
+
+Idempotency keys (all enforced by unique indexes, so they hold across hub processes):
+
+* ``package.sha256``: the same bytes are the same package. A re-send returns the stored package and the
+  **stored receipt**, so a sender always gets the same receipt for the same bytes.
+* ``(sender, document_id)`` among new documents (BussinessDocType 0): other bytes under a DocumentId already
+  used are :class:`~gateway.errors.Conflict` ``conflict.document_id``. Recall, update and replacement
+  packages (1/2/3) name an existing DocumentId and may repeat it.
+
+Delivery is ACK-based: :func:`list_inbox` returns the oldest unacknowledged items and keeps returning them
+until :func:`ack_inbox`; a node that crashes between the two sees the items again and dedupes by id.
+This does not depend on ids being committed in order (two hub processes may commit id 8 before id 7:
+an item is delivered as long as it is unacknowledged, not because it is above a cursor).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway import lifecycle
+from gateway.calendar import HolidaysLike, deadline_for, month_key
+from gateway.edxml.model import DocumentPackage
+from gateway.errors import Conflict, FieldError, NotFound
+from gateway.lifecycle import REQUEST_FOR_DOC_TYPE, State
+from gateway.store.db import Database
+from gateway.store.models import (
+    Agency,
+    Exchange,
+    InboxItem,
+    Package,
+    PackageAttachment,
+    PackageRecipient,
+    StatusEvent,
+    StatusMessage,
+)
+from gateway.store.statuses import apply_transition, find_document, new_event
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+Form = Literal["single", "multipart"]
+RequestOutcome = Literal["applied", "repeat", "stale", "conflict", "not_found"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttachmentRecord:
+    """An attachment already written to the blob store."""
+
+    content_id: str
+    size: int
+    sha256: str
+    name: str | None = None
+    content_type: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PackageRecord:
+    """What the hub knows about a verified package, ready to store (built by :meth:`from_message`).
+
+    ``sha256``/``size`` are those of the exact bytes received; ``blob_sha256`` names the blob holding
+    the bytes served back to recipients (the same bytes for the single-file form). ``targets`` are the
+    DocumentIds a recall/update/replacement acts on (default: its own DocumentId).
+    ``signature_verdict`` is ``"valid"`` or the rejection code admitted in lenient mode.
+    """
+
+    sha256: str
+    size: int
+    blob_sha256: str
+    sender: str
+    recipients: tuple[str, ...]
+    document_id: str
+    form: Form = "single"
+    bussiness_doc_type: int = 0
+    bussiness_doc_reason: str | None = None
+    paper: bool = False
+    targets: tuple[str, ...] = ()
+    signature_verdict: str = "valid"
+    signer_fingerprint: str | None = None
+    code_number: str | None = None
+    code_notation: str | None = None
+    subject: str | None = None
+    document_type: str | None = None
+    promulgation_date: dt.date | None = None
+    priority: int | None = None
+    due_date: dt.date | None = None
+    attachments: tuple[AttachmentRecord, ...] = ()
+
+    @classmethod
+    def from_message(
+        cls,
+        package: DocumentPackage,
+        *,
+        sha256: str,
+        size: int,
+        blob_sha256: str | None = None,
+        form: Form = "single",
+        signature_verdict: str = "valid",
+        signer_fingerprint: str | None = None,
+        attachments: Sequence[AttachmentRecord] | None = None,
+    ) -> PackageRecord:
+        """Take the fields from a parsed package (read from what the signature covers, DESIGN §3).
+
+        Without ``attachments``, they are described from the inline attachments (hashing their bytes):
+        the caller must still have written those bytes to the blob store.
+        """
+        header = package.header
+        bussiness = package.bussiness
+        if not header.document_id:
+            raise FieldError("field.required", "the package has no DocumentId")
+        if attachments is None:
+            listed = {ref.content_id: ref for ref in package.manifest}
+            attachments = [
+                AttachmentRecord(
+                    content_id=a.content_id,
+                    size=len(a.data),
+                    sha256=hashlib.sha256(a.data).hexdigest(),
+                    name=a.attachment_name
+                    or (listed[a.content_id].attachment_name if a.content_id in listed else None),
+                    content_type=a.content_type,
+                    description=a.description,
+                )
+                for a in package.attachments
+            ]
+        targets: tuple[str, ...] = ()
+        if bussiness.bussiness_doc_type == 3 and bussiness.replacement_info_list:
+            targets = tuple(dict.fromkeys(r.document_id for r in bussiness.replacement_info_list))
+        doc_type = header.document_type
+        return cls(
+            sha256=sha256,
+            size=size,
+            blob_sha256=blob_sha256 or sha256,
+            sender=header.from_.organ_id,
+            recipients=tuple(o.organ_id for o in header.to),
+            document_id=header.document_id,
+            form=form,
+            bussiness_doc_type=bussiness.bussiness_doc_type,
+            bussiness_doc_reason=bussiness.bussiness_doc_reason,
+            paper=bool(bussiness.paper),
+            targets=targets,
+            signature_verdict=signature_verdict,
+            signer_fingerprint=signer_fingerprint,
+            code_number=header.code.code_number if header.code else None,
+            code_notation=header.code.code_notation if header.code else None,
+            subject=header.subject,
+            document_type=doc_type.type_name if doc_type else None,
+            promulgation_date=header.promulgation_info.promulgation_date
+            if header.promulgation_info
+            else None,
+            priority=header.other_info.priority if header.other_info else None,
+            due_date=header.due_date,
+            attachments=tuple(attachments),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestApplied:
+    """How a recall/update/replacement package acted on one recipient's exchange."""
+
+    recipient: str
+    document_id: str
+    outcome: RequestOutcome
+    state: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestResult:
+    package: Package
+    created: bool
+    """False when these bytes were stored before (a re-send, or a concurrent twin that won)."""
+    requests: tuple[RequestApplied, ...] = ()
+
+    @property
+    def receipt(self) -> bytes:
+        """The hub receipt to answer with: always the one stored with the first ingest."""
+        return self.package.receipt
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PackageDetail:
+    package: Package
+    recipients: tuple[str, ...]
+    attachments: tuple[PackageAttachment, ...]
+
+    def is_party(self, organ_id: str) -> bool:
+        """Whether ``organ_id`` may read the package (its sender or a recipient)."""
+        return organ_id == self.package.sender_organ_id or organ_id in self.recipients
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboxEntry:
+    """An inbox item with what a node needs to decide how to fetch it."""
+
+    id: int
+    kind: str
+    created_at: dt.datetime
+    package_id: int | None
+    status_message_id: int | None
+    document_id: str | None
+    sender: str | None
+    """The package's sender, or the status message's author."""
+    bussiness_doc_type: int | None
+    sha256: str | None
+    status_code: str | None
+
+
+def _validate(record: PackageRecord) -> None:
+    for name in ("sha256", "blob_sha256"):
+        if not _SHA256.match(getattr(record, name)):
+            raise ValueError(f"{name} must be lower-case hex SHA-256")
+    if not record.recipients:
+        raise FieldError("field.no_recipient", "the package has no recipient")
+    if len(set(record.recipients)) != len(record.recipients):
+        raise FieldError("field.duplicate_recipient", "a recipient is listed twice")
+    if record.bussiness_doc_type not in (0, 1, 2, 3):
+        raise FieldError("field.business_doc_type", f"BussinessDocType {record.bussiness_doc_type}")
+
+
+async def _existing(session: AsyncSession, record: PackageRecord) -> Package | None:
+    """The stored package for these bytes; Conflict if the DocumentId was used by other bytes."""
+    package = (
+        await session.execute(select(Package).where(Package.sha256 == record.sha256))
+    ).scalar_one_or_none()
+    if package is not None:
+        return package
+    if record.bussiness_doc_type == 0:
+        other = await find_document(session, record.sender, record.document_id)
+        if other is not None:
+            raise Conflict(
+                "conflict.document_id",
+                f"DocumentId {record.document_id} of {record.sender} was already used by a different package",
+                document_id=record.document_id,
+            )
+    return None
+
+
+async def _levels(session: AsyncSession, organ_ids: Iterable[str]) -> dict[str, str | None]:
+    rows = await session.execute(
+        select(Agency.organ_id, Agency.level).where(Agency.organ_id.in_(list(organ_ids)))
+    )  # type: ignore[attr-defined]
+    return {organ_id: level for organ_id, level in rows.all()}
+
+
+async def ingest_package(
+    db: Database,
+    record: PackageRecord,
+    *,
+    receipt: bytes,
+    received_at: dt.datetime,
+    holidays: HolidaysLike = None,
+) -> IngestResult:
+    """Store a verified package in one transaction and route it; idempotent by the bytes' SHA-256.
+
+    Creates the package, its recipients and attachments, one inbox item per recipient and, for a new
+    document, one exchange per recipient (state ``queued``, deadline by the working-day calendar, levels
+    snapshotted from the directory). A recall/update/replacement package (1/2/3) instead makes its
+    request (as a 13 from the sender) on the exchanges of the document(s) it targets, for its own
+    recipients; a closed exchange is reported as ``conflict``, not an error, so one finished recipient
+    does not block the request to the others.
+
+    ``receipt`` is the hub receipt built for this ingest; if the bytes were stored before, the stored
+    receipt is returned instead (see :attr:`IngestResult.receipt`).
+    """
+    _validate(record)
+    async with db.read() as session:
+        stored = await _existing(session, record)
+    if stored is not None:
+        return IngestResult(package=stored, created=False)
+    try:
+        async with db.write() as session:
+            stored = await _existing(session, record)
+            if stored is not None:
+                return IngestResult(package=stored, created=False)
+            return await _insert(session, record, receipt=receipt, received_at=received_at, holidays=holidays)
+    except IntegrityError:
+        # A concurrent ingest (another hub process) committed first: report what it stored.
+        async with db.read() as session:
+            stored = await _existing(session, record)
+        if stored is None:
+            raise
+        return IngestResult(package=stored, created=False)
+
+
+async def _insert(
+    session: AsyncSession,
+    record: PackageRecord,
+    *,
+    receipt: bytes,
+    received_at: dt.datetime,
+    holidays: HolidaysLike,
+) -> IngestResult:
+    package = Package(
+        sha256=record.sha256,
+        size=record.size,
+        form=record.form,
+        blob_sha256=record.blob_sha256,
+        sender_organ_id=record.sender,
+        document_id=record.document_id,
+        bussiness_doc_type=record.bussiness_doc_type,
+        bussiness_doc_reason=record.bussiness_doc_reason,
+        paper=record.paper,
+        signature_verdict=record.signature_verdict,
+        signer_fingerprint=record.signer_fingerprint,
+        received_at=received_at,
+        receipt=receipt,
+        code_number=record.code_number,
+        code_notation=record.code_notation,
+        subject=record.subject,
+        document_type=record.document_type,
+        promulgation_date=record.promulgation_date,
+        priority=record.priority,
+        due_date=record.due_date,
+    )
+    session.add(package)
+    await session.flush()
+    assert package.id is not None
+    await session.execute(
+        insert(PackageRecipient),
+        [{"package_id": package.id, "organ_id": r, "position": i} for i, r in enumerate(record.recipients)],
+    )
+    if record.attachments:
+        await session.execute(
+            insert(PackageAttachment),
+            [
+                {
+                    "package_id": package.id,
+                    "content_id": a.content_id,
+                    "position": i,
+                    "name": a.name,
+                    "content_type": a.content_type,
+                    "description": a.description,
+                    "size": a.size,
+                    "sha256": a.sha256,
+                }
+                for i, a in enumerate(record.attachments)
+            ],
+        )
+    requests: tuple[RequestApplied, ...] = ()
+    if record.bussiness_doc_type == 0:
+        levels = await _levels(session, {record.sender, *record.recipients})
+        deadline = deadline_for(received_at, holidays)
+        month = month_key(received_at)
+        await session.execute(
+            insert(Exchange),
+            [
+                {
+                    "package_id": package.id,
+                    "sender_organ_id": record.sender,
+                    "recipient_organ_id": recipient,
+                    "sender_level": levels.get(record.sender),
+                    "recipient_level": levels.get(recipient),
+                    "month": month,
+                    "paper": record.paper,
+                    "signature_ok": record.signature_verdict == "valid",
+                    "state": State.QUEUED.value,
+                    "created_at": received_at,
+                    "deadline": deadline,
+                    "updated_at": received_at,
+                }
+                for recipient in record.recipients
+            ],
+        )
+    else:
+        requests = await _make_requests(session, package, record, received_at=received_at)
+    await session.execute(
+        insert(InboxItem),
+        [
+            {"organ_id": r, "kind": "package", "package_id": package.id, "created_at": received_at}
+            for r in record.recipients
+        ],
+    )
+    return IngestResult(package=package, created=True, requests=requests)
+
+
+async def _make_requests(
+    session: AsyncSession, package: Package, record: PackageRecord, *, received_at: dt.datetime
+) -> tuple[RequestApplied, ...]:
+    kind = REQUEST_FOR_DOC_TYPE[record.bussiness_doc_type]
+    outcomes: list[RequestApplied] = []
+    for target in record.targets or (record.document_id,):
+        document = await find_document(session, record.sender, target)
+        if document is None:
+            outcomes += [
+                RequestApplied(recipient=r, document_id=target, outcome="not_found")
+                for r in record.recipients
+            ]
+            continue
+        if package.target_package_id is None:
+            package.target_package_id = document.id
+            package.target_document_id = target
+        exchanges = {
+            e.recipient_organ_id: e
+            for e in (
+                await session.execute(
+                    select(Exchange)
+                    .where(
+                        Exchange.package_id == document.id,
+                        Exchange.recipient_organ_id.in_(list(record.recipients)),
+                    )  # type: ignore[attr-defined]
+                    .order_by(Exchange.id)
+                    .with_for_update()
+                )
+            ).scalars()
+        }
+        events: list[StatusEvent] = []
+        for recipient in record.recipients:
+            exchange = exchanges.get(recipient)
+            if exchange is None:
+                outcomes.append(RequestApplied(recipient=recipient, document_id=target, outcome="not_found"))
+                continue
+            try:
+                transition = lifecycle.apply(
+                    exchange.state,
+                    "13",
+                    actor="sender",
+                    previous=exchange.previous_state,
+                    pending=exchange.request_kind,
+                    request=kind,
+                )
+            except Conflict:
+                outcomes.append(
+                    RequestApplied(
+                        recipient=recipient, document_id=target, outcome="conflict", state=exchange.state
+                    )
+                )
+                continue
+            apply_transition(exchange, transition, at=received_at)
+            events.append(
+                new_event(
+                    exchange,
+                    transition,
+                    actor_organ_id=record.sender,
+                    received_at=received_at,
+                    package_id=package.id,
+                    description=record.bussiness_doc_reason,
+                )
+            )
+            outcomes.append(
+                RequestApplied(
+                    recipient=recipient,
+                    document_id=target,
+                    outcome=transition.outcome,
+                    state=transition.state.value,
+                )
+            )
+        session.add_all(events)
+    await session.flush()
+    return tuple(outcomes)
+
+
+async def get_package(db: Database, package_id: int) -> PackageDetail:
+    """A package with its recipients and attachments; :class:`NotFound` if there is none."""
+    async with db.read() as session:
+        package = await session.get(Package, package_id)
+        if package is None:
+            raise NotFound("resource.not_found", f"no package {package_id}")
+        recipients = (
+            await session.execute(
+                select(PackageRecipient.organ_id)
+                .where(PackageRecipient.package_id == package_id)
+                .order_by(PackageRecipient.position)  # type: ignore[arg-type]
+            )
+        ).scalars()
+        attachments = (
+            await session.execute(
+                select(PackageAttachment)
+                .where(PackageAttachment.package_id == package_id)
+                .order_by(PackageAttachment.position)  # type: ignore[arg-type]
+            )
+        ).scalars()
+        return PackageDetail(package=package, recipients=tuple(recipients), attachments=tuple(attachments))
+
+
+async def get_package_by_sha256(db: Database, sha256: str) -> Package | None:
+    """The package stored for these exact bytes (the hub's fast path for a re-send)."""
+    async with db.read() as session:
+        return (await session.execute(select(Package).where(Package.sha256 == sha256))).scalar_one_or_none()
+
+
+async def list_inbox(
+    db: Database, organ_id: str, *, limit: int = 100, after_id: int | None = None
+) -> list[InboxEntry]:
+    """The oldest unacknowledged items for ``organ_id``.
+
+    ``after_id`` pages within one drain; a new poll should start without it, so that an item committed
+    late with a smaller id is still delivered.
+    """
+    query = (
+        select(
+            InboxItem.id,
+            InboxItem.kind,
+            InboxItem.created_at,
+            InboxItem.package_id,
+            InboxItem.status_message_id,
+            func.coalesce(Package.document_id, StatusMessage.document_id),
+            func.coalesce(Package.sender_organ_id, StatusMessage.actor_organ_id),
+            Package.bussiness_doc_type,
+            Package.sha256,
+            StatusMessage.code,
+        )
+        .outerjoin(Package, Package.id == InboxItem.package_id)
+        .outerjoin(StatusMessage, StatusMessage.id == InboxItem.status_message_id)
+        .where(InboxItem.organ_id == organ_id, InboxItem.acked_at.is_(None))  # type: ignore[union-attr]
+        .order_by(InboxItem.id)
+        .limit(limit)
+    )
+    if after_id is not None:
+        query = query.where(InboxItem.id > after_id)  # type: ignore[operator]
+    async with db.read() as session:
+        rows = (await session.execute(query)).all()
+    return [
+        InboxEntry(
+            id=r[0],
+            kind=r[1],
+            created_at=r[2],
+            package_id=r[3],
+            status_message_id=r[4],
+            document_id=r[5],
+            sender=r[6],
+            bussiness_doc_type=r[7],
+            sha256=r[8],
+            status_code=r[9],
+        )
+        for r in rows
+    ]
+
+
+async def ack_inbox(db: Database, organ_id: str, ids: Iterable[int], *, now: dt.datetime) -> int:
+    """Acknowledge items of ``organ_id``; returns how many were newly acknowledged.
+
+    Ids of other agencies and ids already acknowledged are ignored, so acks are idempotent and an agency
+    cannot touch another's inbox.
+    """
+    wanted = sorted(set(ids))
+    if not wanted:
+        return 0
+    async with db.write() as session:
+        result = await session.execute(
+            update(InboxItem)
+            .where(
+                InboxItem.organ_id == organ_id,
+                InboxItem.id.in_(wanted),  # type: ignore[union-attr]
+                InboxItem.acked_at.is_(None),  # type: ignore[union-attr]
+            )
+            .values(acked_at=now)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def inbox_depth(db: Database, organ_id: str | None = None) -> int:
+    """Unacknowledged items (of one agency, or all): the ``/metrics`` inbox gauge."""
+    query = select(func.count()).select_from(InboxItem).where(InboxItem.acked_at.is_(None))  # type: ignore[union-attr]
+    if organ_id is not None:
+        query = query.where(InboxItem.organ_id == organ_id)
+    async with db.read() as session:
+        return int((await session.execute(query)).scalar_one())
