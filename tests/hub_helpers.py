@@ -184,6 +184,7 @@ def write_config_toml(config: HubConfig, path: Path) -> Path:
         "lenient_legacy",
         "verify_processes",
         "reload_interval",
+        "long_poll_max",
     ):
         value = getattr(config, name)
         if value is None:

@@ -215,7 +215,7 @@ def _paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "201": _json({"type": "object"}, "Recorded"),
-                    **_problems(400, *_AUTH, 413, 422),
+                    **_problems(400, *_AUTH, 409, 413, 422),
                 },
             }
         },

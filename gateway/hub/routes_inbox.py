@@ -27,6 +27,7 @@ routes = web.RouteTableDef()
 POLL_TICK = 0.25
 """How often a long-poll rechecks the database (another hub process may have queued something)."""
 STATUS_MAX_BODY = 4 * 1024 * 1024
+MAX_ITEM_ID = 2**31 - 1
 
 
 def _agency(request: web.Request, caller: Caller) -> str:
@@ -102,10 +103,12 @@ async def post_ack(request: web.Request) -> web.Response:
     try:
         payload = await request.json()
         ids = payload["item_ids"]
-        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        if not isinstance(ids, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 < i <= MAX_ITEM_ID for i in ids
+        ):
             raise TypeError
     except (ValueError, KeyError, TypeError):
-        raise RequestError("request.bad", 'send {"item_ids": [1, 2, …]}') from None
+        raise RequestError("request.bad", 'send {"item_ids": [1, 2, …]} (positive item ids)') from None
     if len(ids) > 1000:
         raise RequestError("request.bad", "at most 1000 items per acknowledgement")
     acked = await hub.repo.ack(agency, ids)
