@@ -392,3 +392,98 @@ def test_unknown_critical_extension_is_refused(pki, trust_store):
         .sign(pki.intermediate.key, hashes.SHA256())
     )
     assert _code(lambda: trust_store.validate(cert, at=SIGNING_TIME)) == "certificate.untrusted"
+
+
+# --- the path cache: a path is built once per store, every time-dependent check runs on every call ------
+
+
+def _fresh_store(pki) -> TrustStore:
+    return TrustStore.from_objects(roots=[pki.root.cert], intermediates=[pki.intermediate.cert], crls=[pki.crl])
+
+
+def test_cached_path_is_still_judged_at_each_time(pki):
+    store = _fresh_store(pki)
+    leaf = pki.under_expired_intermediate  # its CA: 2018-01-01 .. 2022-01-01; the leaf: 2020 .. 2030
+    inside = dt.datetime(2021, 1, 1, tzinfo=UTC)
+    first = store.validate(leaf.cert, at=inside, extra_intermediates=leaf.chain)
+    late = dt.datetime(2023, 1, 1, tzinfo=UTC)
+    assert _code(lambda: store.validate(leaf.cert, at=late, extra_intermediates=leaf.chain)) == (
+        "certificate.expired"
+    )
+    early = dt.datetime(2019, 6, 1, tzinfo=UTC)  # the CA is valid, the leaf not yet
+    assert _code(lambda: store.validate(leaf.cert, at=early, extra_intermediates=leaf.chain)) == (
+        "certificate.not_yet_valid"
+    )
+    assert store.validate(leaf.cert, at=inside, extra_intermediates=leaf.chain).chain == first.chain
+
+
+def test_cached_path_still_checks_revocation_dates_and_leaf_expiry(pki):
+    store = _fresh_store(pki)
+    before = REVOKED_AT - dt.timedelta(days=1)
+    assert store.validate(pki.revoked.cert, at=before).organ_id == BAD_ORGAN_ID
+    assert _code(lambda: store.validate(pki.revoked.cert, at=REVOKED_AT)) == "certificate.revoked"
+    assert store.validate(pki.revoked.cert, at=before).organ_id == BAD_ORGAN_ID
+    cert = pki.expired.cert
+    store.validate(cert, at=dt.datetime(2020, 6, 1, tzinfo=UTC))
+    after = cert.not_valid_after_utc + dt.timedelta(seconds=1)
+    assert _code(lambda: store.validate(cert, at=after)) == "certificate.expired"
+
+
+def test_cached_path_still_checks_agency_and_pins(pki):
+    store = _fresh_store(pki)
+    signer = pki.province_rsa
+    store.validate(signer.cert, at=SIGNING_TIME, organ_id="000.00.00.H53")
+    assert _code(lambda: store.validate(signer.cert, at=SIGNING_TIME, organ_id="000.00.02.H53")) == (
+        "certificate.agency_mismatch"
+    )
+    other_pin = hashlib.sha256(pki.district_ec.cert.public_bytes(Encoding.DER)).digest()
+    assert _code(lambda: store.validate(signer.cert, at=SIGNING_TIME, pinned={other_pin})) == (
+        "certificate.not_pinned"
+    )
+
+
+def test_revocation_after_reload_with_a_new_crl(tmp_path, pki):
+    folder = tmp_path / "trust"
+    _write_trust_folder(folder, pki, crl_der=False)
+    store = TrustStore.load(folder)
+    signer = pki.ministry_rsa
+    for _ in range(2):  # the second call is served from the path cache
+        store.validate(signer.cert, at=SIGNING_TIME)
+    newer = store.with_crl(
+        make_crl(
+            pki.intermediate,
+            [(signer.cert.serial_number, REVOKED_AT)],
+            this_update=SIGNING_TIME,
+            next_update=SIGNING_TIME + dt.timedelta(days=7),
+            crl_number=4,
+        )
+    )
+    assert _code(lambda: newer.validate(signer.cert, at=SIGNING_TIME)) == "certificate.revoked"
+    (folder / "intermediate.crl").write_bytes(newer.crls[0].public_bytes(Encoding.PEM))
+    assert _code(lambda: store.reload().validate(signer.cert, at=SIGNING_TIME)) == "certificate.revoked"
+    store.validate(signer.cert, at=SIGNING_TIME)  # the old instance and its cache are unchanged
+
+
+def test_cached_path_is_per_set_of_extra_intermediates(pki):
+    roots_only = TrustStore.from_objects(roots=[pki.root.cert])
+    signer = pki.province_rsa
+    result = roots_only.validate(signer.cert, at=SIGNING_TIME, extra_intermediates=signer.chain)
+    assert result.chain[-1] == pki.root.cert
+    assert _code(lambda: roots_only.validate(signer.cert, at=SIGNING_TIME)) == "certificate.untrusted"
+    foreign = (*pki.foreign.chain, pki.foreign_root.cert)
+    assert _code(lambda: roots_only.validate(signer.cert, at=SIGNING_TIME, extra_intermediates=foreign)) == (
+        "certificate.untrusted"
+    )
+    assert roots_only.validate(signer.cert, at=SIGNING_TIME, extra_intermediates=signer.chain).chain == (
+        result.chain
+    )
+
+
+def test_path_cache_is_bounded(pki, monkeypatch):
+    from gateway.trust import store as store_module
+
+    monkeypatch.setattr(store_module, "PATH_CACHE_SIZE", 2)
+    store = _fresh_store(pki)
+    for organ_id in ["000.00.00.H53", "000.00.02.H53", "000.00.31.H53", "000.00.00.G12"]:
+        store.validate(pki.agencies[organ_id].cert, at=SIGNING_TIME, organ_id=organ_id)
+    assert len(store._paths) == 2

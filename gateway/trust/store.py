@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -54,6 +56,7 @@ _DER = Encoding.DER
 CERT_SUFFIXES = (".pem", ".crt", ".cer")
 CRL_SUFFIXES = (".crl",)
 MAX_CHAIN_DEPTH = 6
+PATH_CACHE_SIZE = 1024
 
 
 def fingerprint(cert: x509.Certificate) -> bytes:
@@ -111,10 +114,35 @@ class _Revocations:
     dates: dict[int, dt.datetime]
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Path:
+    """A path built once for (signer, extra intermediates), and the signer's facts that never change.
+
+    Only what does not depend on time is kept: the chain's names, signatures and constraints, the CRL
+    lookups that apply to it (the store's CRLs never change), the leaf's key usage, agency and fingerprint.
+    Everything that depends on ``at`` (validity windows, revocation dates) is checked again on every call.
+    """
+
+    chain: tuple[x509.Certificate, ...]
+    revocations: tuple[tuple[x509.Certificate, dict[int, dt.datetime]], ...]  # (subject, issuer's CRL)
+    key_usage_problem: str | None
+    organ_id: str | None
+    fingerprint: bytes
+
+
 class TrustStore:
     """Roots, intermediates and CRLs; validates signer certificates at a given time. Immutable."""
 
-    __slots__ = ("_by_issuer", "_crls", "_intermediates", "_roots", "_source", "_verifier_store")
+    __slots__ = (
+        "_by_issuer",
+        "_crls",
+        "_intermediates",
+        "_paths",
+        "_paths_lock",
+        "_roots",
+        "_source",
+        "_verifier_store",
+    )
 
     def __init__(
         self,
@@ -154,6 +182,10 @@ class TrustStore:
         self._crls: tuple[x509.CertificateRevocationList, ...] = tuple(
             {id(r.crl): r.crl for r in by_issuer.values()}.values()
         )
+        # Paths already built, by (signer, *extra intermediates); see validate(). Per instance: a reload or
+        # a new CRL makes a new store and so starts from an empty cache.
+        self._paths: OrderedDict[tuple[x509.Certificate, ...], _Path] = OrderedDict()
+        self._paths_lock = threading.Lock()
 
     # --- construction ---------------------------------------------------------------------------------
 
@@ -272,17 +304,28 @@ class TrustStore:
         agency, as raw bytes or hex text (see :func:`parse_fingerprint`); ``None`` or empty: no pinning.
         """
         at = _aware(at, "at")
-        _check_key(cert)
-        if _is_ca(cert) or _is_self_signed(cert):
-            raise TrustError(
-                "certificate.untrusted",
-                f"a CA or self-signed certificate cannot sign documents: {_subject(cert)}",
-            )
-        _check_time(cert, at, what="the signer certificate")
-        chain = self._build_chain(cert, at, extra_intermediates)
-        self._check_revocation(chain, at)
-        _check_key_usage(cert)
-        named = organ_id_of(cert)
+        key = (cert, *extra_intermediates)
+        with self._paths_lock:
+            path = self._paths.get(key)
+            if path is not None:
+                self._paths.move_to_end(key)
+        # A path found earlier is reused only if every certificate on it is valid at ``at``; otherwise the
+        # full checks run again (they may find another path, or name the precise time failure).
+        if path is None or not all(_valid_at(c, at) for c in path.chain):
+            path = self._find_path(cert, at, extra_intermediates, key)
+        for subject, revoked in path.revocations:
+            when = revoked.get(subject.serial_number)
+            if when is not None and when <= at:
+                raise TrustError(
+                    "certificate.revoked",
+                    f"{_subject(subject)} (serial {subject.serial_number:x}) was revoked on "
+                    f"{when.isoformat()}",
+                    serial=f"{subject.serial_number:x}",
+                    revoked_at=when.isoformat(),
+                )
+        if path.key_usage_problem is not None:
+            raise TrustError("certificate.key_usage", path.key_usage_problem)
+        named = path.organ_id
         if organ_id is not None:
             expected = organ_id.strip().upper()
             if named is None:
@@ -297,14 +340,49 @@ class TrustStore:
                     certificate_organ_id=named,
                     expected_organ_id=expected,
                 )
-        digest = fingerprint(cert)
+        digest = path.fingerprint
         if pinned and digest not in {p if isinstance(p, bytes) else parse_fingerprint(p) for p in pinned}:
             raise TrustError(
                 "certificate.not_pinned",
                 f"certificate {format_fingerprint(digest)} is not pinned for "
                 f"{organ_id or named or 'this agency'}",
             )
-        return ValidatedChain(chain=chain, organ_id=named, fingerprint=digest)
+        return ValidatedChain(chain=(cert, *path.chain[1:]), organ_id=named, fingerprint=digest)
+
+    def _find_path(
+        self,
+        cert: x509.Certificate,
+        at: dt.datetime,
+        extra: Sequence[x509.Certificate],
+        key: tuple[x509.Certificate, ...],
+    ) -> _Path:
+        """The uncached checks 1–4 (key, CA signer, validity, path building at ``at``); caches the path."""
+        _check_key(cert)
+        if _is_ca(cert) or _is_self_signed(cert):
+            raise TrustError(
+                "certificate.untrusted",
+                f"a CA or self-signed certificate cannot sign documents: {_subject(cert)}",
+            )
+        _check_time(cert, at, what="the signer certificate")
+        chain = self._build_chain(cert, at, extra)
+        revocations = []
+        for subject, issuer in pairwise(chain):
+            held = self._by_issuer.get(fingerprint(issuer))
+            if held is not None:
+                revocations.append((subject, held.dates))
+        path = _Path(
+            chain=chain,
+            revocations=tuple(revocations),
+            key_usage_problem=_key_usage_problem(cert),
+            organ_id=organ_id_of(cert),
+            fingerprint=fingerprint(cert),
+        )
+        with self._paths_lock:
+            self._paths[key] = path
+            self._paths.move_to_end(key)
+            while len(self._paths) > PATH_CACHE_SIZE:
+                self._paths.popitem(last=False)
+        return path
 
     def _build_chain(
         self, cert: x509.Certificate, at: dt.datetime, extra: Sequence[x509.Certificate]
@@ -343,21 +421,6 @@ class TrustStore:
             if issuer in self._roots:
                 return
             current = issuer
-
-    def _check_revocation(self, chain: Sequence[x509.Certificate], at: dt.datetime) -> None:
-        for subject, issuer in pairwise(chain):
-            revocations = self._by_issuer.get(fingerprint(issuer))
-            if revocations is None:
-                continue
-            when = revocations.dates.get(subject.serial_number)
-            if when is not None and when <= at:
-                raise TrustError(
-                    "certificate.revoked",
-                    f"{_subject(subject)} (serial {subject.serial_number:x}) was revoked on "
-                    f"{when.isoformat()}",
-                    serial=f"{subject.serial_number:x}",
-                    revoked_at=when.isoformat(),
-                )
 
 
 # --- loading helpers -------------------------------------------------------------------------------------
@@ -423,13 +486,19 @@ def _check_key(cert: x509.Certificate) -> None:
     )
 
 
-def _check_key_usage(cert: x509.Certificate) -> None:
+def _key_usage_problem(cert: x509.Certificate) -> str | None:
+    """Why the certificate's KeyUsage does not allow signing, or ``None`` if it does."""
     try:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
-        raise TrustError("certificate.key_usage", "the certificate has no KeyUsage extension") from None
+        return "the certificate has no KeyUsage extension"
     if not usage.digital_signature:
-        raise TrustError("certificate.key_usage", "the certificate's KeyUsage lacks digitalSignature")
+        return "the certificate's KeyUsage lacks digitalSignature"
+    return None
+
+
+def _valid_at(cert: x509.Certificate, at: dt.datetime) -> bool:
+    return cert.not_valid_before_utc <= at <= cert.not_valid_after_utc
 
 
 def _check_time(cert: x509.Certificate, at: dt.datetime, *, what: str) -> None:
