@@ -19,6 +19,7 @@ import contextlib
 import datetime as dt
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,26 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
+GROUP_MAX = 128
+
+
+@dataclass(slots=True)
+class _Pending:
+    row: dict[str, Any]
+    exchanges: list[dict[str, Any]]
+    inbox: list[dict[str, Any]]
+    future: asyncio.Future[None] | None = None
+
+
+def _settle(item: _Pending, exc: BaseException | None) -> None:
+    if item.future is None or item.future.done():
+        return
+    if exc is None:
+        item.future.set_result(None)
+    else:
+        item.future.set_exception(exc)
+
+
 class SqlRepository:
     """The hub repository over one async engine and a blob folder."""
 
@@ -198,6 +219,8 @@ class SqlRepository:
         self.sqlite = engine.dialect.name == "sqlite"
         self._write_lock = asyncio.Lock()
         self._holidays = frozenset(dt.date.fromisoformat(h) for h in config.holidays)
+        self._pending: list[_Pending] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     # --- plumbing ---------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -306,36 +329,24 @@ class SqlRepository:
             "receipt_xml": verdict.receipt_xml,
             "received_at": received_at,
         }
+        exchange_rows = [
+            {"package_id": package_id, "recipient": r, "state": "queued", "updated_at": received_at}
+            for r in verdict.recipients
+        ]
+        inbox_rows = [
+            {
+                "agency": r,
+                "kind": "package",
+                "source": package_id,
+                "package_id": package_id,
+                "document_id": verdict.document_id,
+                "sender": verdict.sender,
+                "created_at": received_at,
+            }
+            for r in verdict.recipients
+        ]
         try:
-            async with self._tx() as conn:
-                await conn.execute(packages.insert().values(**row))
-                await conn.execute(
-                    exchanges.insert(),
-                    [
-                        {
-                            "package_id": package_id,
-                            "recipient": r,
-                            "state": "queued",
-                            "updated_at": received_at,
-                        }
-                        for r in verdict.recipients
-                    ],
-                )
-                await conn.execute(
-                    inbox.insert(),
-                    [
-                        {
-                            "agency": r,
-                            "kind": "package",
-                            "source": package_id,
-                            "package_id": package_id,
-                            "document_id": verdict.document_id,
-                            "sender": verdict.sender,
-                            "created_at": received_at,
-                        }
-                        for r in verdict.recipients
-                    ],
-                )
+            await self._group_commit(_Pending(row=row, exchanges=exchange_rows, inbox=inbox_rows))
         except IntegrityError:
             same = await self.package(package_id)
             if same is not None:
@@ -354,9 +365,62 @@ class SqlRepository:
                 with contextlib.suppress(FileNotFoundError):
                     self._blob_path(package_id).unlink()
             raise
-        stored = await self.package(package_id)
-        assert stored is not None
+        stored = StoredPackage(
+            package_id=package_id,
+            document_id=verdict.document_id,
+            sender=verdict.sender,
+            recipients=verdict.recipients,
+            receipt_xml=verdict.receipt_xml,
+            size=size,
+            carriage=carriage,
+            content_type=content_type,
+            electronic=verdict.electronic,
+            reason=verdict.reason,
+            received_at=received_at,
+        )
         return stored, True
+
+    async def _group_commit(self, item: _Pending) -> None:
+        """Commit ``item`` together with whatever other ingests are waiting (one transaction, one sync).
+
+        Under load many requests finish verification while a commit is under way; they are written in
+        the next transaction together, so the cost of a commit is shared. Each caller returns only once
+        its rows are committed. If the batch hits a unique constraint (a duplicate), every item of it is
+        retried on its own, so one duplicate fails only its own request.
+        """
+        loop = asyncio.get_running_loop()
+        item.future = loop.create_future()
+        self._pending.append(item)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await item.future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:GROUP_MAX], self._pending[GROUP_MAX:]
+            try:
+                await self._write(batch)
+            except IntegrityError:
+                for one in batch:
+                    try:
+                        await self._write([one])
+                    except Exception as exc:
+                        _settle(one, exc)
+                    else:
+                        _settle(one, None)
+                continue
+            except Exception as exc:
+                for one in batch:
+                    _settle(one, exc)
+                continue
+            for one in batch:
+                _settle(one, None)
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        async with self._tx() as conn:
+            await conn.execute(packages.insert(), [p.row for p in batch])
+            await conn.execute(exchanges.insert(), [r for p in batch for r in p.exchanges])
+            await conn.execute(inbox.insert(), [r for p in batch for r in p.inbox])
 
     async def open_package(self, package_id: str) -> Path:
         """A file with the package bytes (inline rows are materialised into the blob folder on demand)."""

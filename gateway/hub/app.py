@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import logging
 import multiprocessing
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -37,6 +38,7 @@ from gateway.hub.runtime import Runtime
 log = logging.getLogger("gateway.hub")
 
 T = TypeVar("T")
+NODE_CACHE_SECONDS = 5.0
 Clock = Callable[[], dt.datetime]
 
 
@@ -57,6 +59,7 @@ class Hub:
     identities: IdentityCache = field(default_factory=IdentityCache)
     hub_fingerprint: str = ""
     inbox_events: dict[str, asyncio.Event] = field(default_factory=dict)
+    _node_cache: dict[str, tuple[float, frozenset[str]]] = field(default_factory=dict)
 
     async def run(self, fn: Callable[..., T | worker.Failure], *args: Any) -> T:
         """Run ``fn`` in the verification pool; a GatewayError raised there is raised here.
@@ -90,13 +93,25 @@ class Hub:
             now=self.clock(),
             admin_fingerprints=admins,
         )
-        node_for = await self.repo.node_identities(caller.fingerprint)
+        node_for = await self._node_identities(caller.fingerprint)
         if node_for:
             from dataclasses import replace
 
             caller = replace(caller, node_for=node_for)
         request["caller"] = caller
         return caller
+
+    async def _node_identities(self, fingerprint: str) -> frozenset[str]:
+        """Registered node identities, cached for a few seconds (another process may register one)."""
+        now = time.monotonic()
+        hit = self._node_cache.get(fingerprint)
+        if hit is not None and now - hit[0] < NODE_CACHE_SECONDS:
+            return hit[1]
+        found = await self.repo.node_identities(fingerprint)
+        if len(self._node_cache) > 10_000:
+            self._node_cache.clear()
+        self._node_cache[fingerprint] = (now, found)
+        return found
 
     async def admin(self, request: web.Request) -> Caller:
         caller = await self.caller(request)

@@ -122,7 +122,9 @@ async def post_package(request: web.Request) -> web.Response:
         )
     spool, parts = await _receive(hub, request, carriage)
     try:
-        existing = await hub.repo.package(spool.sha256)
+        # A large repeat is answered from the database before any verification; a small one is cheaper
+        # to verify again than to look up first (the insert then finds it: 200 with the stored receipt).
+        existing = await hub.repo.package(spool.sha256) if spool.path is not None else None
         if existing is not None:
             _check_sender(hub, caller, existing.sender)
             return receipt_response(existing, status=200)

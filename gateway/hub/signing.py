@@ -5,7 +5,7 @@ Receipts and status notices are signed with the project's XML-DSig profile (DESI
 certificate and its chain. ``ds:Signature`` is the last child of the document root.
 
 Seam: :mod:`gateway.signature` signs and verifies *edXML* only (its location is pinned to edXMLHeader), so
-this module applies the same settings to a root-level signature with signxml; it belongs in
+this module applies the same profile to a root-level signature; it belongs in
 ``gateway.signature`` as a generic ``sign_enveloped``/``verify_enveloped`` entry point (asked for in the
 hub's report), after which these two functions become one-line calls.
 """
@@ -22,8 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
-from signxml import SignatureConfiguration, XMLSigner, XMLVerifier
-from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
+from signxml import SignatureConfiguration, XMLVerifier
+from signxml.algorithms import DigestAlgorithm, SignatureMethod
 from signxml.exceptions import InvalidInput, InvalidSignature
 
 from gateway.edxml.xmlparser import make_parser, parse_xml
@@ -42,29 +42,60 @@ _VERIFY_CONFIG = SignatureConfiguration(
 )
 
 
-class _Signer(XMLSigner):
-    """signxml's signer with the project's hardened parser."""
+_EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
+_ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+_SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+_RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+_ECDSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
 
-    @property
-    def parser(self) -> etree.XMLParser:
-        return make_parser()
+
+def _c14n(node: etree._Element) -> bytes:
+    return etree.tostring(node, method="c14n", exclusive=True, with_comments=False)
 
 
 def sign_enveloped(root: etree._Element, *, key: Any, chain: Sequence[x509.Certificate]) -> bytes:
-    """Sign ``root`` (enveloped, signature appended as its last child); UTF-8 bytes with a declaration."""
+    """Sign ``root`` (enveloped, ``Reference URI=""``, signature appended as its last child).
+
+    Written directly (exclusive C14N by libxml2, the signature by ``cryptography``) rather than through
+    signxml, which costs about 0.7 ms per receipt, more than verifying the package it answers. The result
+    verifies with signxml and with ``xmlsec1`` (tested).
+    """
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, utils
+
     if isinstance(key, rsa.RSAPrivateKey):
-        method = SignatureMethod.RSA_SHA256
+        method = _RSA_SHA256
     elif isinstance(key, ec.EllipticCurvePrivateKey):
-        method = SignatureMethod.ECDSA_SHA256
+        method = _ECDSA_SHA256
     else:  # pragma: no cover - refused when the identity is loaded
         raise ConfigError("config.invalid", "the hub key is neither RSA nor EC P-256")
-    signer = _Signer(
-        signature_algorithm=method,
-        digest_algorithm=DigestAlgorithm.SHA256,
-        c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
-    )
-    signed = signer.sign(root, key=key, cert=list(chain))
-    return etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
+    digest = base64.b64encode(hashlib.sha256(_c14n(root)).digest()).decode("ascii")
+    ds = f"{{{DS_NS}}}"
+    signature = etree.SubElement(root, ds + "Signature", nsmap={"ds": DS_NS})
+    info = etree.SubElement(signature, ds + "SignedInfo")
+    etree.SubElement(info, ds + "CanonicalizationMethod", Algorithm=_EXC_C14N)
+    etree.SubElement(info, ds + "SignatureMethod", Algorithm=method)
+    ref = etree.SubElement(info, ds + "Reference", URI="")
+    transforms = etree.SubElement(ref, ds + "Transforms")
+    etree.SubElement(transforms, ds + "Transform", Algorithm=_ENVELOPED)
+    etree.SubElement(transforms, ds + "Transform", Algorithm=_EXC_C14N)
+    etree.SubElement(ref, ds + "DigestMethod", Algorithm=_SHA256)
+    etree.SubElement(ref, ds + "DigestValue").text = digest
+    signed_info = _c14n(info)
+    if method == _RSA_SHA256:
+        raw = key.sign(signed_info, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        r, s = utils.decode_dss_signature(key.sign(signed_info, ec.ECDSA(hashes.SHA256())))
+        raw = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    etree.SubElement(signature, ds + "SignatureValue").text = base64.b64encode(raw).decode("ascii")
+    data = etree.SubElement(etree.SubElement(signature, ds + "KeyInfo"), ds + "X509Data")
+    for cert in chain:
+        der = cert.public_bytes(serialization.Encoding.DER)
+        etree.SubElement(data, ds + "X509Certificate").text = base64.b64encode(der).decode("ascii")
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

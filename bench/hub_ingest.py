@@ -1,0 +1,380 @@
+"""Hub ingest over mTLS beside the verify-only floor from the same run (issue 3).
+
+* **10 KB packages**: signed single-file packages (RSA-2048, one small attachment) POSTed by a load
+  generator in its own process (aiohttp, ``--connections`` keep-alive TLS connections with an agency
+  certificate) to the hub running as ``python -m gateway.hub.server`` — on SQLite (1 process) and on
+  PostgreSQL (``--workers`` processes sharing the port). Every package is new, so each one is parsed,
+  verified in the pool, committed and answered with a signed receipt. Figures: packages/s, p50/p99
+  latency, and the ratio to the floor.
+* **Floor**: python-xmlsec verifying the very same 10 KB package in a loop on one core
+  (:func:`bench.signature_verify.xmlsec_verifier`: allow-lists set, key pinned), timed in this run.
+* **100 MB multipart**: one package whose attachment is a 100 MiB raw part, streamed from a file by the
+  client; MB/s of the whole request, and the hub's memory growth: peak minus baseline of the summed RSS of
+  the hub process and its pool processes, sampled every 10 ms.
+
+Targets on the 2-core machine, load generator included: ≥ 800 packages/s, p99 < 150 ms, ≥ 0.2 × floor;
+100 MB multipart ≥ 400 MB/s with < 64 MB hub memory growth.
+
+    .venv/bin/python -m bench.hub_ingest [--quick] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_PG_URL = "postgresql+asyncpg://gateway:gateway@127.0.0.1:5432/gateway_test"
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+
+def make_packages(n: int, size: int = 10_000) -> list[bytes]:
+    """``n`` distinct signed packages of about ``size`` bytes from the province to a department."""
+    from hub_helpers import DEPARTMENT, PROVINCE, document, sign
+    from pki_fixtures import build_pki
+
+    signer = build_pki().agencies[PROVINCE]
+    probe = sign(document(recipients=(DEPARTMENT,), padding=1), signer)
+    padding = max(1, int((size - len(probe)) * 3 / 4))
+    return [sign(document(recipients=(DEPARTMENT,), padding=padding), signer) for _ in range(n)]
+
+
+def floor_rate(data: bytes, seconds: float) -> float:
+    from bench.signature_verify import xmlsec_verifier
+
+    verify = xmlsec_verifier(data)
+    verify(data)
+    count, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        verify(data)
+        count += 1
+    return count / elapsed
+
+
+# --- load generator (own process) -------------------------------------------------------------------
+
+
+def _load_main(
+    port: int, cert: str, key: str, ca: str, bodies: list[bytes], connections: int, out: Any
+) -> None:
+    import ssl
+
+    import aiohttp
+
+    async def main() -> dict[str, Any]:
+        ctx = ssl.create_default_context(cafile=ca)
+        ctx.load_cert_chain(cert, key)
+        connector = aiohttp.TCPConnector(ssl=ctx, limit=connections)
+        latencies: list[float] = []
+        errors: dict[int, int] = {}
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        for b in bodies:
+            queue.put_nowait(b)
+        url = f"https://127.0.0.1:{port}/v1/packages"
+        headers = {"Content-Type": "application/edxml+xml"}
+        async with aiohttp.ClientSession(connector=connector) as session:
+            # warm the connections (TLS handshakes are not what is measured)
+            await asyncio.gather(
+                *(session.get(f"https://127.0.0.1:{port}/healthz") for _ in range(connections))
+            )
+
+            async def worker() -> None:
+                while True:
+                    try:
+                        body = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        return
+                    t = time.perf_counter()
+                    async with session.post(url, data=body, headers=headers) as resp:
+                        await resp.read()
+                        if resp.status != 202:
+                            errors[resp.status] = errors.get(resp.status, 0) + 1
+                    latencies.append(time.perf_counter() - t)
+
+            start = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(connections)))
+            elapsed = time.perf_counter() - start
+        latencies.sort()
+        return {
+            "count": len(latencies),
+            "seconds": elapsed,
+            "per_s": len(latencies) / elapsed,
+            "p50_ms": 1000 * latencies[len(latencies) // 2],
+            "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+            "errors": errors,
+        }
+
+    out.put(asyncio.run(main()))
+
+
+def run_load(port: int, files: Any, who: str, bodies: list[bytes], connections: int) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    cert, key = files.client(who)
+    p = ctx.Process(
+        target=_load_main, args=(port, str(cert), str(key), str(files.ca_file), bodies, connections, out)
+    )
+    p.start()
+    result = out.get()
+    p.join()
+    return result
+
+
+# --- memory sampling ------------------------------------------------------------------------------
+
+
+def _rss_tree(pid: int) -> int:
+    """Summed RSS (bytes) of ``pid`` and its children (the verification pool)."""
+    total = 0
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    for p in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
+class RssSampler:
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self.baseline = _rss_tree(pid)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_tree(self.pid))
+            time.sleep(0.01)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def multipart_run(port: int, files: Any, pid: int, mib: int, tmp: Path) -> dict[str, Any]:
+    """Send one package with a ``mib`` MiB raw attachment; MB/s and hub memory growth."""
+    import ssl
+
+    import aiohttp
+    from hub_helpers import DEPARTMENT, PROVINCE, document, sign
+    from pki_fixtures import build_pki
+
+    from gateway.edxml.model import ManifestReference
+    from gateway.edxml.multipart import iter_multipart
+
+    attachment = tmp / "big.bin"
+    block = os.urandom(1 << 20)
+    digest = hashlib.sha256()
+    with open(attachment, "wb") as fh:
+        for _ in range(mib):
+            fh.write(block)
+            digest.update(block)
+    ref = ManifestReference(
+        content_id="cid:big",
+        content_type="application/octet-stream",
+        attachment_name="big.bin",
+        size=mib << 20,
+        sha256=digest.hexdigest(),
+    )
+    doc = document(recipients=(DEPARTMENT,))
+    doc = type(doc)(header=doc.header, trace=doc.trace, manifest=(ref,), attachments=())
+    edxml = sign(doc, build_pki().agencies[PROVINCE], reference="envelope")
+    body_file = tmp / "body.bin"
+    with open(attachment, "rb") as src:
+        content_type, chunks = iter_multipart(edxml, [(ref, src)])
+        with open(body_file, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+    size = body_file.stat().st_size
+    attachment.unlink()
+
+    async def send() -> tuple[int, float]:
+        ctx = ssl.create_default_context(cafile=str(files.ca_file))
+        cert, key = files.client(PROVINCE)
+        ctx.load_cert_chain(str(cert), str(key))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as session:
+            await (await session.get(f"https://127.0.0.1:{port}/healthz")).read()
+
+            async def stream() -> Any:
+                with open(body_file, "rb") as fh:
+                    while chunk := fh.read(1 << 20):
+                        yield chunk
+
+            t = time.perf_counter()
+            async with session.post(
+                f"https://127.0.0.1:{port}/v1/packages",
+                data=stream(),
+                headers={"Content-Type": content_type, "Content-Length": str(size)},
+            ) as resp:
+                await resp.read()
+                return resp.status, time.perf_counter() - t
+
+    with RssSampler(pid) as sampler:
+        status, seconds = asyncio.run(send())
+    body_file.unlink()
+    return {
+        "size_mb": size / 1e6,
+        "status": status,
+        "seconds": seconds,
+        "mb_per_s": size / 1e6 / seconds,
+        "hub_rss_baseline_mb": sampler.baseline / 1e6,
+        "hub_rss_growth_mb": (sampler.peak - sampler.baseline) / 1e6,
+    }
+
+
+# --- one backend ----------------------------------------------------------------------------------
+
+
+def _pg_database() -> str | None:
+    from sqlalchemy.engine import make_url
+
+    base = make_url(os.environ.get("GATEWAY_TEST_PG_URL", DEFAULT_PG_URL))
+    name = f"hub_bench_{os.getpid()}"
+
+    async def create() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(base.set(drivername="postgresql").render_as_string(hide_password=False))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(create())
+    except Exception as exc:
+        print(f"PostgreSQL unreachable ({exc!r}): the PostgreSQL run is skipped", file=sys.stderr)
+        return None
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def run_backend(
+    name: str, url: str, *, workers: int, bodies: list[bytes], connections: int, mib: int
+) -> dict[str, Any]:
+    from hub_helpers import PROVINCE, HubProcess, hub_config, write_config_toml, write_hub_files
+    from pki_fixtures import build_pki
+
+    with tempfile.TemporaryDirectory(prefix=f"hub-bench-{name}-") as tmp_name:
+        tmp = Path(tmp_name)
+        files = write_hub_files(build_pki(), tmp)
+        cores = os.cpu_count() or 2
+        config = hub_config(files, url, verify_processes=max(1, cores // workers), reload_interval=5.0)
+        hub = HubProcess(write_config_toml(config, tmp / "hub.toml"), workers=workers)
+        try:
+            warm = run_load(config.port, files, PROVINCE, bodies[:200], connections)
+            load = run_load(config.port, files, PROVINCE, bodies[200:], connections)
+            load["warmup_per_s"] = warm["per_s"]
+            big = multipart_run(config.port, files, hub.proc.pid, mib, tmp) if workers == 1 and mib else None
+        finally:
+            hub.stop()
+    return {"backend": name, "workers": workers, "connections": connections, "ingest": load, "multipart": big}
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    n = 1200 if quick else 6000
+    mib = 20 if quick else 100
+    connections = 16
+    print(f"signing {n} packages of ~10 KB …", flush=True)
+    bodies = make_packages(n)
+    size = statistics.mean(len(b) for b in bodies)
+    floor = floor_rate(bodies[0], 1.0 if quick else 3.0)
+    runs = [
+        run_backend(
+            "sqlite",
+            "sqlite+aiosqlite:///" + tempfile.mktemp(suffix=".db"),
+            workers=1,
+            bodies=bodies,
+            connections=connections,
+            mib=mib,
+        )
+    ]
+    pg = _pg_database()
+    if pg is not None:
+        runs.append(run_backend("postgresql", pg, workers=2, bodies=bodies, connections=connections, mib=0))
+    floor_after = floor_rate(bodies[0], 1.0 if quick else 3.0)
+    floor = max(floor, floor_after)
+    for r in runs:
+        r["ingest"]["ratio_to_floor"] = r["ingest"]["per_s"] / floor
+    result = {
+        "package_bytes": size,
+        "floor_xmlsec_verify_per_s_one_core": floor,
+        "runs": runs,
+        "targets": {
+            "per_s": 800,
+            "p99_ms": 150,
+            "ratio_to_floor": 0.2,
+            "multipart_mb_per_s": 400,
+            "rss_growth_mb": 64,
+        },
+    }
+    result["markdown"] = markdown(result)
+    print(result["markdown"])
+    return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [
+        f"Signed {result['package_bytes'] / 1000:.1f} KB packages over mTLS keep-alive, load generator "
+        f"on the same machine; floor = python-xmlsec verify on one core: "
+        f"{result['floor_xmlsec_verify_per_s_one_core']:,.0f}/s.",
+        "",
+        "| backend | hub processes | packages/s | p50 ms | p99 ms | × floor | errors |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in result["runs"]:
+        i = r["ingest"]
+        lines.append(
+            f"| {r['backend']} | {r['workers']} | {i['per_s']:,.0f} | {i['p50_ms']:.1f} | "
+            f"{i['p99_ms']:.1f} | {i['ratio_to_floor']:.2f} | {i['errors'] or 0} |"
+        )
+    for r in result["runs"]:
+        m = r.get("multipart")
+        if m:
+            lines += [
+                "",
+                f"Multipart {m['size_mb']:.0f} MB ({r['backend']}): {m['mb_per_s']:,.0f} MB/s "
+                f"(HTTP {m['status']}), hub memory growth {m['hub_rss_growth_mb']:.1f} MB "
+                f"(baseline {m['hub_rss_baseline_mb']:.0f} MB, hub + pool processes).",
+            ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    args = parser.parse_args()
+    result = run(quick=args.quick)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "hub_ingest.json").write_text(json.dumps(result, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
