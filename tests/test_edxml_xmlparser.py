@@ -213,3 +213,42 @@ def test_large_base64_text_node_parses() -> None:
     root = parse_xml(b'<?xml version="1.0" encoding="UTF-8"?><a><b>' + blob + b"</b></a>")
     assert len(blob) > 20_000_000
     assert len(root[0].text) == len(blob)
+
+
+@pytest.mark.parametrize(
+    ("doc", "code"),
+    [
+        (b"<a>" * 64 + b"<!-- deepest -->" + b"</a>" * 64, "xml.too_deep"),  # a comment counts as a level
+        (b"<a>" * 63 + b"<!-- fits -->" + b"</a>" * 63, None),
+        (b"<a>" * 10 + b"<?pi deep?>" + b"</a>" * 10, "xml.processing_instruction"),
+        (b'<a><b><c xmlns="http://www.w3.org/2003/XInclude"/></b></a>', "xml.xinclude_forbidden"),
+        (b"<a>" + b"<b>x</b>" * 500 + b"<c>" * 70 + b"</c>" * 70 + b"</a>", "xml.too_deep"),
+    ],
+)
+def test_nodes_anywhere_in_the_tree(doc: bytes, code: str | None) -> None:
+    if code is None:
+        assert parse_xml(doc) is not None
+    else:
+        assert code_of(doc) == code
+
+
+def test_depth_limit_of_zero_refuses_everything() -> None:
+    assert code_of(b"<a/>", XmlLimits(max_depth=0)) == "xml.too_deep"
+    assert parse_xml(b"<a/>", limits=XmlLimits(max_depth=1)) is not None
+    assert code_of(b"<a><b/></a>", XmlLimits(max_depth=1)) == "xml.too_deep"
+
+
+def test_check_tree_without_the_input_size_walks_every_text() -> None:
+    """The text walk is skipped only when the caller says the whole input fits the limit."""
+    limits = XmlLimits(max_text_bytes=4096)
+    for doc in (
+        b"<a><b/>" + b"x" * 5000 + b"</a>",
+        b'<a><b c="' + b"y" * 5000 + b'"/></a>',
+        b"<a>" + b"z" * 5000 + b"</a>",
+    ):
+        root = etree.fromstring(doc, make_parser())
+        with pytest.raises(InputError) as info:
+            check_tree(root, limits=limits)
+        assert info.value.code == "xml.text_too_large"
+        check_tree(root, limits=XmlLimits(max_text_bytes=5000))
+        check_tree(root, limits=limits, source_size=4096)  # what the caller vouches for

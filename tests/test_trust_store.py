@@ -398,7 +398,9 @@ def test_unknown_critical_extension_is_refused(pki, trust_store):
 
 
 def _fresh_store(pki) -> TrustStore:
-    return TrustStore.from_objects(roots=[pki.root.cert], intermediates=[pki.intermediate.cert], crls=[pki.crl])
+    return TrustStore.from_objects(
+        roots=[pki.root.cert], intermediates=[pki.intermediate.cert], crls=[pki.crl]
+    )
 
 
 def test_cached_path_is_still_judged_at_each_time(pki):

@@ -18,6 +18,7 @@ have this tolerance: it is a plain strict parser.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -127,7 +128,7 @@ def parse_xml(data: bytes, *, limits: XmlLimits = DEFAULT_LIMITS) -> etree._Elem
     data = bytes(data)
     _prescan(data)
     root = _parse(data)
-    check_tree(root, limits=limits)
+    check_tree(root, limits=limits, source_size=len(data))
     return root
 
 
@@ -212,12 +213,20 @@ def _translate(exc: etree.XMLSyntaxError, errors: list[etree._LogEntry]) -> Gate
     return InputError("xml.malformed", message)
 
 
-def check_tree(root: etree._Element, *, limits: XmlLimits = DEFAULT_LIMITS) -> None:
+def check_tree(
+    root: etree._Element, *, limits: XmlLimits = DEFAULT_LIMITS, source_size: int | None = None
+) -> None:
     """Check an already-parsed tree against the hardening rules and ``limits``.
 
     Public because code that parses with :func:`make_parser` itself (signature verification) must apply
-    the same rules to what it gets. Walks the tree with an explicit stack: a recursive walk would itself
-    be the stack-depth problem it is meant to detect.
+    the same rules to what it gets. ``source_size``: the byte length of the input the tree was parsed from,
+    if known. No text node or attribute value can be longer in UTF-8 than its input (entities are never
+    expanded, character references and line-end normalisation only shrink), so the text walk is skipped
+    when the whole input fits the text limit.
+
+    Everything is found without a Python loop over the nodes: forbidden node kinds by lxml's tag-filtered
+    iteration, depth by one compiled XPath that libxml2 evaluates (no recursion either way: a recursive
+    walk would itself be the stack-depth problem it is meant to detect).
     """
     tree = root.getroottree()
     info = tree.docinfo
@@ -229,25 +238,38 @@ def check_tree(root: etree._Element, *, limits: XmlLimits = DEFAULT_LIMITS) -> N
     for sibling in (*root.itersiblings(preceding=True), *root.itersiblings()):
         if isinstance(sibling, etree._ProcessingInstruction):
             raise InputError("xml.processing_instruction", f"<?{sibling.target}?> outside the root element")
-    max_depth, max_text = limits.max_depth, limits.max_text_bytes
-    stack: list[tuple[etree._Element, int]] = [(root, 1)]
-    while stack:
-        node, depth = stack.pop()
+    for node in root.iter(etree.Entity, etree.ProcessingInstruction, *_XINCLUDE_TAGS):
         if isinstance(node, etree._Entity):
             raise InputError("xml.entity_forbidden", f"entity reference &{node.name};")
         if isinstance(node, etree._ProcessingInstruction):
             raise InputError("xml.processing_instruction", f"<?{node.target}?>")
-        if depth > max_depth:
-            raise InputError("xml.too_deep", f"nesting deeper than {max_depth} elements")
+        raise InputError("xml.xinclude_forbidden", f"element {node.tag}")
+    if limits.max_depth < 1 or _too_deep(limits.max_depth)(root):
+        raise InputError("xml.too_deep", f"nesting deeper than {limits.max_depth} elements")
+    max_text = limits.max_text_bytes
+    if source_size is not None and source_size <= max_text:
+        return
+    for node in root.iter():
         _check_text(node.tail, max_text)
-        if isinstance(node, etree._Comment):
+        if isinstance(node, etree._Comment | etree._ProcessingInstruction | etree._Entity):
             continue
-        if node.tag.startswith("{") and node.tag[1 : node.tag.index("}")] in XINCLUDE_NAMESPACES:
-            raise InputError("xml.xinclude_forbidden", f"element {node.tag}")
         _check_text(node.text, max_text)
         for value in node.attrib.values():
             _check_text(value, max_text)
-        stack.extend((child, depth + 1) for child in node)
+
+
+_XINCLUDE_TAGS = tuple(f"{{{ns}}}*" for ns in sorted(XINCLUDE_NAMESPACES))
+
+
+@functools.lru_cache(maxsize=8)
+def _too_deep(max_depth: int) -> etree.XPath:
+    """An XPath that is true when a node (element, comment, PI) sits deeper than ``max_depth``.
+
+    The root is depth 1, so with the root as context ``k`` child steps reach depth ``k + 1``: the
+    ``max_depth``-th step looks for anything but text below the deepest allowed element.
+    """
+    steps = "*/" * (max_depth - 1) + "node()[not(self::text())]"
+    return etree.XPath(f"boolean({steps})")
 
 
 def _check_text(text: str | None, limit: int) -> None:
