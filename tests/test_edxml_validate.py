@@ -380,3 +380,29 @@ def test_status_detected_by_status_code() -> None:
 def test_build_of_parsed_minimal_is_stable() -> None:
     pkg = parse(minimal())
     assert parse(build(pkg)) == pkg
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "aGVsbG8gd29ybGQ=",  # one line: decoded as it is
+        "aGVsbG8g\nd29ybGQ=",  # wrapped
+        "  aGVsbG8gd29ybGQ=\n",  # indented
+        "a" * 200 + "\n" + "a" * 200 + "aGVsbG8gd29ybGQ=",  # space only mid-way
+    ],
+)
+def test_decode_base64_with_and_without_whitespace(text: str) -> None:
+    import pybase64
+
+    from gateway.edxml.parse import decode_base64
+
+    assert decode_base64(text) == pybase64.b64decode("".join(text.split()), validate=True)
+
+
+@pytest.mark.parametrize("text", ["aGVsbG8", "aGVs*bG8=", "a" * 300 + " *" + "a" * 300, "Đ"])
+def test_decode_base64_refuses_what_is_not_base64(text: str) -> None:
+    from gateway.edxml.parse import decode_base64
+
+    with pytest.raises(PackageError) as info:
+        decode_base64(text)
+    assert info.value.code == "edxml.bad_base64"

@@ -104,6 +104,21 @@ def test_envelope_mode_missing_attachment(pki, signing_time):
     assert code_of(dump(root), pki, signing_time) == "edxml.attachment_missing"
 
 
+def test_envelope_mode_unsigned_part_is_still_read_strictly(pki, signing_time):
+    """Only the attachments come from outside the signed envelope, but they are read as strictly as ever."""
+    root = tree(sign(pki, reference="envelope"))
+    holder = root.find(f"{E}AttachmentEncoded")
+    root.append(etree.fromstring(etree.tostring(holder)))  # a second AttachmentEncoded
+    assert code_of(dump(root), pki, signing_time) == "edxml.unexpected_element"
+    root = tree(sign(pki, reference="envelope"))
+    holder = root.find(f"{E}AttachmentEncoded")
+    holder.append(etree.fromstring(etree.tostring(holder[0])))  # the same attachment twice
+    assert code_of(dump(root), pki, signing_time) == "edxml.attachment_duplicate"
+    root = tree(sign(pki, reference="envelope"))
+    root.find(f".//{E}ContentTransferEncoded").text = "not base64!"
+    assert code_of(dump(root), pki, signing_time) == "edxml.bad_base64"
+
+
 def test_envelope_mode_manifest_without_digests(pki, signing_time):
     """An envelope signature over a manifest without size/SHA-256 would leave attachments uncovered."""
     root = tree(sign(pki, reference="envelope"))
