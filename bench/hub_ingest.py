@@ -283,7 +283,9 @@ def run_backend(
         tmp = Path(tmp_name)
         files = write_hub_files(build_pki(), tmp)
         cores = os.cpu_count() or 2
-        config = hub_config(files, url, verify_processes=max(1, cores // workers), reload_interval=5.0)
+        config = hub_config(
+            files, url, verify_processes=max(1, cores // workers), reload_interval=5.0, max_body=256 << 20
+        )
         hub = HubProcess(write_config_toml(config, tmp / "hub.toml"), workers=workers)
         try:
             warm = run_load(config.port, files, PROVINCE, bodies[:200], connections)
@@ -354,7 +356,9 @@ def markdown(result: dict[str, Any]) -> str:
         )
     for r in result["runs"]:
         m = r.get("multipart")
-        if m:
+        if m and m["status"] != 202:
+            lines += ["", f"Multipart ({r['backend']}): refused with HTTP {m['status']}; not measured."]
+        elif m:
             lines += [
                 "",
                 f"Multipart {m['size_mb']:.0f} MB ({r['backend']}): {m['mb_per_s']:,.0f} MB/s "
