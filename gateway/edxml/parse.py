@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import binascii
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
@@ -128,8 +129,12 @@ def parse_lenient(
 def _local_name(el: etree._Element) -> str | None:
     """The local name of an edXML element (edXML namespace or none), else ``None`` (comments, foreign)."""
     tag = el.tag
-    if not isinstance(tag, str):
-        return None
+    return _local_name_of_tag(tag) if isinstance(tag, str) else None
+
+
+@functools.lru_cache(maxsize=512)
+def _local_name_of_tag(tag: str) -> str | None:
+    """:func:`_local_name` for a tag string; cached, since packages use a few dozen tags over and over."""
     if tag[0] == "{":
         ns, _, local = tag[1:].partition("}")
         return local if ns == NS else None
@@ -160,7 +165,8 @@ class _Node:
         self.reader, self.el, self.path = reader, el, path
         kids: dict[str, list[etree._Element]] = {}
         for child in el:
-            name = _local_name(child)
+            tag = child.tag
+            name = _local_name_of_tag(tag) if isinstance(tag, str) else None
             if name is not None:
                 kids.setdefault(name, []).append(child)
         self.kids = kids
