@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import hashlib
 import re
 import secrets
@@ -97,8 +98,15 @@ def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
     """Split a Content-Type value into its lower-case media type and its parameters (names lower-cased).
 
     Strict RFC 9110 syntax: tokens or quoted strings, no duplicate parameter. Raises ``ValueError``; the
-    callers turn it into the error code that fits where the header came from.
+    callers turn it into the error code that fits where the header came from. Results are cached (one
+    client sends the same header again and again); each call gets its own copy of the parameters.
     """
+    media, params = _parse_content_type(value)
+    return media, dict(params)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_content_type(value: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     m = _MEDIA_RE.match(value)
     if m is None:
         raise ValueError(f"not a media type: {value!r}")
@@ -116,7 +124,7 @@ def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
             raise ValueError(f"parameter {name!r} repeated")
         params[name] = _UNQUOTE_RE.sub(r"\1", raw[1:-1]) if raw.startswith('"') else raw
         pos = p.end()
-    return media, params
+    return media, tuple(params.items())
 
 
 def normalize_content_id(value: str) -> str:
