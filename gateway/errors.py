@@ -139,6 +139,13 @@ _reg("usage", "The command was used wrongly")
 _reg("directory.bad_level", "An agency level is not one of central, province, department, district, commune")
 _reg("directory.bad_fingerprint", "A certificate fingerprint is not a SHA-256 digest in hex")
 
+# --- agency node (gateway/node) -----------------------------------------------------------------------
+_reg("node.hub_unavailable", "The hub could not be reached; the work stays queued and is retried")
+_reg("node.hub_refused", "The hub refused the request")
+_reg("node.receipt_mismatch", "The hub receipt does not match what was sent")
+_reg("node.package_digest", "The bytes fetched from the hub are not those of the package id")
+_reg("node.unknown_document", "The node has no record of this document")
+
 
 class GatewayError(Exception):
     """Base of every error the gateway reports to a user."""
@@ -152,6 +159,11 @@ class GatewayError(Exception):
         self.detail = detail or REASONS[code].title
         self.extra = extra
         super().__init__(f"{code}: {self.detail}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as ``(class, (code, detail), state)``: the default passes ``args`` (the message) to
+        ``__init__``, which takes the code, so an error with extra fields could not cross a process pool."""
+        return (_rebuild, (type(self), self.code, self.detail, self.extra), self.__dict__.copy())
 
     @property
     def title(self) -> str:
@@ -248,3 +260,8 @@ class UsageError(GatewayError):
     """A CLI misuse; the CLI exits 2 for these."""
 
     status = 400
+
+
+def _rebuild(cls: type[GatewayError], code: str, detail: str, extra: dict[str, Any]) -> GatewayError:
+    """Unpickle a :class:`GatewayError` through its own ``__init__`` (see ``__reduce__``)."""
+    return cls(code, detail, **extra)

@@ -1,0 +1,1 @@
+"""Alembic migration scripts of the node's SQLite store (see :mod:`gateway.node.store`)."""
