@@ -5,6 +5,7 @@ Imports point one way: the store uses the pure core (:mod:`gateway.lifecycle`, :
 :mod:`gateway.edxml.model`) and :mod:`gateway.errors`; the hub, node and CLI use the store.
 """
 
+from gateway.store import accounts as accounts  # registers web_user/web_session on the metadata
 from gateway.store.blobs import BlobInfo, BlobStore, BlobWriter
 from gateway.store.db import Database, make_engine, open_database
 from gateway.store.directory import (
