@@ -24,7 +24,19 @@ def _mount() -> None:
     """Import the command modules lazily so `gateway --help` stays fast and imports stay one-way."""
     import importlib
 
-    for name in ("certs", "package", "db", "hub", "admin"):
+    for name in (
+        "certs",
+        "package",
+        "db",
+        "hub",
+        "admin",
+        "node",
+        "receipts",
+        "overdue",
+        "report",
+        "paper",
+        "users",
+    ):
         module = importlib.import_module(f"gateway.cli.{name}")
         app.add_typer(module.app, name=name, help=module.__doc__)
 
