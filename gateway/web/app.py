@@ -232,7 +232,7 @@ async def _error_pages(request: web.Request, handler: Handler) -> web.StreamResp
 
 
 async def render_error(request: web.Request, status: int, message_key: str | None) -> web.Response:
-    lang = request.get("lang", "vi")
+    lang = i18n.parse_lang(request.get(auth.LANG)) or "vi"
     key = message_key or f"error_{status if status in (403, 404) else 400}"
     if status >= 500:
         key = "error_500"

@@ -49,6 +49,16 @@ LOCK_FOR = dt.timedelta(minutes=1)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+USER = web.RequestKey("web_user", WebUser)
+SESSION = web.RequestKey("web_session", WebSession)
+LANG = web.RequestKey("lang", str)
+NAMES = web.RequestKey("agency_names", dict)
+"""``organ_id -> (name, level)`` for the page being rendered."""
+CSRF_PRE = web.RequestKey("csrf_pre", str)
+CSRF_PRE_SET = web.RequestKey("csrf_pre_set", bool)
+NEW_TOKEN = web.RequestKey("new_session_token", str)
+"""The cookie token of a session started by this request (sign-in)."""
+
 
 class CsrfRejected(web.HTTPForbidden):
     """A POST without the right CSRF token (or from another origin)."""
@@ -112,11 +122,11 @@ class IpThrottle:
 
 
 def current_user(request: web.Request) -> WebUser | None:
-    return request.get("web_user")  # type: ignore[no-any-return]
+    return request.get(USER)
 
 
 def current_session(request: web.Request) -> WebSession | None:
-    return request.get("web_session")  # type: ignore[no-any-return]
+    return request.get(SESSION)
 
 
 def csrf_token(request: web.Request) -> str:
@@ -124,12 +134,12 @@ def csrf_token(request: web.Request) -> str:
     session = current_session(request)
     if session is not None:
         return session.csrf_token
-    token = request.get("csrf_pre")
+    token = request.get(CSRF_PRE)
     if token is None:
         token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
-        request["csrf_pre"] = token
-        request["csrf_pre_set"] = CSRF_COOKIE not in request.cookies
-    return token  # type: ignore[no-any-return]
+        request[CSRF_PRE] = token
+        request[CSRF_PRE_SET] = CSRF_COOKIE not in request.cookies
+    return token
 
 
 async def _check_csrf(request: web.Request) -> None:
@@ -151,12 +161,12 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
     token = request.cookies.get(SESSION_COOKIE)
     info = await accounts.get_session(ctx.db, token_hash(token), now=ctx.now()) if token else None
     if info is not None:
-        request["web_user"] = info.user
-        request["web_session"] = info.session
-        request["agency_names"] = await ctx.agencies()  # cached; the header names the clerk's agency
+        request[USER] = info.user
+        request[SESSION] = info.session
+        request[NAMES] = await ctx.agencies()  # cached; the header names the clerk's agency
     asked = i18n.parse_lang(request.query.get("lang"))
     lang = asked or (info.session.lang if info else None) or i18n.parse_lang(request.cookies.get(LANG_COOKIE))
-    request["lang"] = lang or "vi"
+    request[LANG] = lang or "vi"
     if asked and info is not None and info.session.lang != asked:
         await accounts.set_session_lang(ctx.db, info.session.token_hash, asked)
     if request.method == "POST":
@@ -164,9 +174,9 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
     response = await handler(request)
     if asked:
         set_cookie(response, request, LANG_COOKIE, asked, max_age=365 * 86400)
-    if request.get("csrf_pre_set"):
-        set_cookie(response, request, CSRF_COOKIE, request["csrf_pre"])
-    if token and info is None and not request.get("signed_in"):
+    if request.get(CSRF_PRE_SET):
+        set_cookie(response, request, CSRF_COOKIE, request[CSRF_PRE])
+    if token and info is None and NEW_TOKEN not in request:
         response.del_cookie(SESSION_COOKIE, path=cookie_path(request))  # expired or revoked
     return response
 
@@ -224,12 +234,11 @@ async def sign_in(request: web.Request, username: str, password: str) -> WebUser
         user_id=user.id,
         token_hash=token_hash(token),
         csrf_token=secrets.token_urlsafe(32),
-        lang=request.get("lang", "vi"),
+        lang=request.get(LANG, "vi"),
         now=now,
         ttl=ctx.session_ttl,
     )
-    request["new_session_token"] = token
-    request["signed_in"] = True
+    request[NEW_TOKEN] = token
     return user
 
 

@@ -1,5 +1,9 @@
 """Password hashing for web accounts: argon2id through ``argon2-cffi`` (a maintained binding of the
-reference implementation), with its default, RFC 9106 "low memory" parameters.
+reference implementation).
+
+Parameters: OWASP's argon2id baseline (19 MiB, 2 passes, 1 lane), about 50 ms on these 2-core machines.
+argon2-cffi's default (64 MiB, 3 passes, 4 lanes) costs ~300 ms of both cores per sign-in here, which
+would let a burst of sign-in attempts starve the hub's verification pool.
 
 Hashes are self-describing strings (``$argon2id$v=19$m=…``), so parameters can be raised later:
 :func:`needs_rehash` tells the sign-in handler to store a fresh hash after a successful check.
@@ -19,7 +23,7 @@ MIN_LENGTH = 10
 
 @cache
 def _hasher() -> PasswordHasher:
-    return PasswordHasher()
+    return PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
 
 @cache

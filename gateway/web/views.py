@@ -84,9 +84,9 @@ def url(request: web.Request, name: str, query: Mapping[str, Any] | None = None,
 def render(
     request: web.Request, template: str, context: Mapping[str, Any], *, status: int = 200
 ) -> web.Response:
-    lang: i18n.Lang = request.get("lang", "vi")
+    lang = i18n.parse_lang(request.get(auth.LANG)) or "vi"
     user = auth.current_user(request)
-    names: Mapping[str, tuple[str, str | None]] = request.get("agency_names", {})
+    names: Mapping[str, tuple[str, str | None]] = request.get(auth.NAMES, {})
 
     def lang_link(target: str) -> str:
         query = dict(request.query)
@@ -113,7 +113,7 @@ def render(
         )
     )
     response = web.Response(text=body, content_type="text/html", status=status)
-    token = request.get("new_session_token")
+    token = request.get(auth.NEW_TOKEN)
     if token:
         auth.set_cookie(response, request, auth.SESSION_COOKIE, token)
     return response
@@ -125,8 +125,8 @@ def redirect(location: str) -> web.Response:
 
 
 async def _load_names(request: web.Request) -> None:
-    if "agency_names" not in request:
-        request["agency_names"] = await _ctx(request).agencies()
+    if auth.NAMES not in request:
+        request[auth.NAMES] = await _ctx(request).agencies()
 
 
 # --- parameters ---------------------------------------------------------------------------------------
@@ -206,7 +206,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         context = {"error": result, "next": target, "username": username}
         return render(request, "login.html", context, status=401)
     response = redirect(target)
-    auth.set_cookie(response, request, auth.SESSION_COOKIE, request["new_session_token"])
+    auth.set_cookie(response, request, auth.SESSION_COOKIE, request[auth.NEW_TOKEN])
     response.del_cookie(auth.CSRF_COOKIE, path=auth.cookie_path(request))
     return response
 
@@ -469,7 +469,7 @@ LEVEL_PAIRS = tuple(
 async def rate(request: web.Request) -> web.StreamResponse:
     from gateway.store.rate import monthly_series, rate_report
 
-    lang: i18n.Lang = request["lang"]
+    lang = i18n.parse_lang(request.get(auth.LANG)) or "vi"
     filters = _rate_filters(request)
     agency_by = request.query.get("agency_by", "sender")
     if agency_by not in ("sender", "recipient"):
@@ -506,7 +506,7 @@ async def rate(request: web.Request) -> web.StreamResponse:
         href=lambda row, b: drill(row.filters(), b),
     )
     await _load_names(request)
-    names = request["agency_names"]
+    names = request[auth.NAMES]
     return render(
         request,
         "rate.html",
@@ -542,7 +542,7 @@ async def rate_csv(request: web.Request) -> web.StreamResponse:
     """The figures of a table as CSV (UTF-8 with a BOM, so spreadsheet programs read the diacritics)."""
     from gateway.store.rate import rate_report
 
-    lang: i18n.Lang = request["lang"]
+    lang = i18n.parse_lang(request.get(auth.LANG)) or "vi"
     filters = _rate_filters(request)
     by = CSV_BY.get(request.query.get("by", "level_pair"))
     if by is None:
