@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hub_helpers import HubFiles, HubProcess, hub_config, write_config_toml, write_hub_files
+from hub_helpers import HubFiles, HubProcess, hub_config, write_hub_files
 from pki_fixtures import PkiSet, build_pki
 
 from gateway.hub.config import HubConfig
@@ -55,7 +55,9 @@ class NodeDir:
             env={**os.environ, "COLUMNS": "200"},
         )
         if check and proc.returncode != 0:
-            raise AssertionError(f"gateway {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"gateway {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
     def json(self, *args: str, check: bool = True) -> Any:
@@ -100,7 +102,41 @@ class Exchange:
 
     def restart_hub(self) -> None:
         self.hub.stop()
-        self.hub = HubProcess(self.hub_toml)
+        self.hub = start_hub(self.hub_toml)
+
+
+class _HubFromSource(HubProcess):
+    """The hub started from another source tree (``GATEWAY_TEST_HUB_SRC``, e.g. ``git archive HEAD``), so
+    the node tests can run against a known hub while the hub in the working tree is being changed."""
+
+    def __init__(self, config_file: Path, source: Path) -> None:
+        import time
+
+        self.log = config_file.with_suffix(".log")
+        self._fh = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
+        env = {**os.environ, "PYTHONPATH": str(source)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.hub.server", "--config", str(config_file), "--workers", "1"],
+            stdout=subprocess.PIPE,
+            stderr=self._fh,
+            cwd=source,
+            env=env,
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if line.strip() == b"ready":
+                return
+            if not line and self.proc.poll() is not None:
+                break
+        self.stop()
+        raise RuntimeError(f"the hub did not start; see {self.log}")
+
+
+def start_hub(config_file: Path) -> HubProcess:
+    source = os.environ.get("GATEWAY_TEST_HUB_SRC")
+    return _HubFromSource(config_file, Path(source)) if source else HubProcess(config_file)
 
 
 def write_node(root: Path, organ_id: str, pki: PkiSet, files: HubFiles, url: str, **extra: Any) -> NodeDir:
@@ -128,12 +164,39 @@ def write_node(root: Path, organ_id: str, pki: PkiSet, files: HubFiles, url: str
     return NodeDir(organ_id=organ_id, root=folder, config=config, drop=drop)
 
 
+def write_hub_toml(config: HubConfig, path: Path) -> Path:
+    """The hub settings, only keys every hub version knows (the hub's own helper follows its changes)."""
+    values = {
+        "database_url": config.database_url,
+        "data_dir": str(config.data_dir),
+        "tls_cert": str(config.tls_cert),
+        "tls_key": str(config.tls_key),
+        "trust_dir": str(config.trust_dir),
+        "directory_file": str(config.directory_file),
+        "host": config.host,
+        "port": config.port,
+        "verify_processes": 1,
+        "reload_interval": 0.5,
+        "long_poll_max": config.long_poll_max,
+    }
+    path.write_text(
+        "[hub]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()), encoding="utf-8"
+    )
+    return path
+
+
+def hub_blob(config: HubConfig, package_id: str) -> Path:
+    """Where the hub keeps (or, for small packages kept in its database, will look for) a package's bytes."""
+    found = [p for p in config.data_dir.rglob(package_id) if p.is_file()]
+    return found[0] if found else config.data_dir / "blobs" / package_id[:2] / package_id[2:4] / package_id
+
+
 def start_exchange(root: Path, organ_ids: tuple[str, ...], **node_extra: Any) -> Exchange:
     pki = build_pki()
     files = write_hub_files(pki, root / "hub")
     config = hub_config(files, f"sqlite+aiosqlite:///{root}/hub/hub.db", long_poll_max=5.0)
-    hub_toml = write_config_toml(config, root / "hub" / "hub.toml")
-    hub = HubProcess(hub_toml)
+    hub_toml = write_hub_toml(config, root / "hub" / "hub.toml")
+    hub = start_hub(hub_toml)
     url = f"https://127.0.0.1:{config.port}"
     nodes = {o: write_node(root, o, pki, files, url, **node_extra) for o in organ_ids}
     return Exchange(pki=pki, files=files, config=config, hub_toml=hub_toml, hub=hub, nodes=nodes)

@@ -609,7 +609,7 @@ class Node:
     # ================================================================================================
     async def receipts(self, document_id: str) -> dict[str, Any]:
         """Per recipient: every status with time and author, the hub receipt, overdue flags."""
-        sent = [r for r in await self.store.sent_documents(document_id) if r.business_doc_type == 0]
+        sent = sorted(await self.store.sent_documents(document_id), key=lambda r: r.business_doc_type != 0)
         received = await self.store.received(document_id)
         if not sent and not received:
             raise GatewayError("node.unknown_document", f"{document_id} is unknown to this node")
