@@ -182,12 +182,18 @@ def _migrate(connection: Connection) -> None:
     if _at_head(connection):
         return
     from alembic import command
+
+    config = _alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _alembic_config() -> Any:
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(files("gateway.node") / "migrations"))
-    config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    return config
 
 
 def make_engine(db_path: Path) -> AsyncEngine:
