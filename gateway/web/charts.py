@@ -155,15 +155,16 @@ def line_chart(
     )
 
 
-def _nice_max(value: int) -> int:
-    if value <= 5:
-        return 5
-    magnitude = 10 ** (len(str(value)) - 1)
-    for factor in (1, 2, 2.5, 5, 10):
-        top = int(factor * magnitude)
-        if top >= value:
-            return top
-    return value
+def _axis(value: int) -> tuple[int, int]:
+    """A round top for a count axis and its step (1, 2, 5 × 10^k), so every tick is a whole number."""
+    step = 1
+    while value > step * 5:
+        for factor in (2, 2.5, 2):  # 1 → 2 → 5 → 10 → 20 → 50 …
+            step = int(step * factor)
+            if value <= step * 5:
+                break
+    top = max(step, -(-value // step) * step)
+    return top, step
 
 
 def stacked_bars(
@@ -175,7 +176,7 @@ def stacked_bars(
 ) -> BarChart:
     """One bar per row (a month), stacked by bucket in :data:`~gateway.rate.BUCKETS` order."""
     left, top, right, bottom = LEFT, TOP, WIDTH - RIGHT, HEIGHT - BOTTOM
-    peak = _nice_max(max((r.total for r in rows), default=0))
+    peak, step = _axis(max((r.total for r in rows), default=0))
     slot = (right - left) / max(len(rows), 1)
     bar_width = min(48.0, slot * 0.7)
     bars: list[Bar] = []
@@ -207,8 +208,7 @@ def stacked_bars(
         bars.append(Bar(label=month, total=row.total, segments=tuple(segments), colors=tuple(colors)))
         ticks.append(Tick(pos=round(x + bar_width / 2, 1), label=_month_label(month) if month else ""))
     y_ticks = tuple(
-        Tick(pos=round(bottom - f * (bottom - top), 1), label=str(round(peak * f)))
-        for f in (0, 0.25, 0.5, 0.75, 1)
+        Tick(pos=round(bottom - v / peak * (bottom - top), 1), label=str(v)) for v in range(0, peak + 1, step)
     )
     return BarChart(
         width=WIDTH,
