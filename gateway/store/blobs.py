@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -89,6 +90,51 @@ class BlobStore:
             await writer.write(data)
         assert writer.info is not None
         return writer.info
+
+    async def adopt(self, path: str | os.PathLike[str], sha256: str) -> bool:
+        """Publish a file the caller already wrote and hashed (a body streamed to disk while hashed) as
+        the blob ``sha256``, without copying it: fsync, rename into place, fsync the folder. The file is
+        consumed. Returns True if this call created the blob (False: the same content was stored).
+
+        The file must be on the blob store's filesystem (``data_dir``); otherwise it is copied through a
+        :class:`BlobWriter`, which checks the SHA-256 the caller claims.
+        """
+        sha256 = _check_sha(sha256)
+        source = Path(path)
+
+        def _adopt() -> bool:
+            final = self.path_of(sha256)
+            if final.is_file():
+                source.unlink(missing_ok=True)
+                return False
+            fd = os.open(source, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            new_shard = not final.parent.is_dir()
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if new_shard:
+                _fsync_dir(self.root)
+            os.replace(source, final)
+            _fsync_dir(final.parent)
+            return True
+
+        try:
+            return await asyncio.to_thread(_adopt)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+        existed = await self.exists(sha256)
+        async with self.writer(expected_sha256=sha256) as writer:
+            handle: BinaryIO = await asyncio.to_thread(open, source, "rb")
+            try:
+                while chunk := await asyncio.to_thread(handle.read, READ_CHUNK):
+                    await writer.write(chunk)
+            finally:
+                await asyncio.to_thread(handle.close)
+        source.unlink(missing_ok=True)
+        return not existed
 
     async def read(self, sha256: str) -> bytes:
         """The whole blob (small ones only: receipts, status messages, small packages)."""

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +28,8 @@ class AgencyRecord:
     parent_organ_id: str | None = None
     email: str | None = None
     active: bool = True
+    source: str | None = None
+    """``admin`` for the operator's rows (they win over the directory file); ``None`` keeps a row's source."""
 
 
 def _insert(session: AsyncSession, table: Any) -> Any:
@@ -58,6 +60,7 @@ async def upsert_agencies(db: Database, records: Iterable[AgencyRecord], *, now:
                 "parent_organ_id": r.parent_organ_id,
                 "email": r.email,
                 "active": r.active,
+                "source": r.source,
                 "created_at": now,
                 "updated_at": now,
             }
@@ -69,8 +72,11 @@ async def upsert_agencies(db: Database, records: Iterable[AgencyRecord], *, now:
         stmt = stmt.on_conflict_do_update(
             index_elements=["organ_id"],
             set_={
-                c: stmt.excluded[c]
-                for c in ("name", "level", "parent_organ_id", "email", "active", "updated_at")
+                **{
+                    c: stmt.excluded[c]
+                    for c in ("name", "level", "parent_organ_id", "email", "active", "updated_at")
+                },
+                "source": func.coalesce(stmt.excluded.source, Agency.source),
             },
         )
         await session.execute(stmt, rows)
@@ -105,6 +111,15 @@ async def list_agencies(
         query = query.where(Agency.active.is_(True))  # type: ignore[attr-defined]
     async with db.read() as session:
         return list((await session.execute(query)).scalars())
+
+
+async def remove_agency(db: Database, organ_id: str) -> bool:
+    """Delete an agency with its pins and node identities (history keeps its organ id as plain text)."""
+    async with db.write() as session:
+        await session.execute(delete(CertificatePin).where(CertificatePin.organ_id == organ_id))
+        await session.execute(delete(NodeIdentity).where(NodeIdentity.organ_id == organ_id))
+        result = await session.execute(delete(Agency).where(Agency.organ_id == organ_id))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def _require_agency(session: AsyncSession, organ_id: str) -> None:
@@ -203,3 +218,101 @@ async def organs_for_node(db: Database, fingerprint: str) -> frozenset[str]:
             select(NodeIdentity.organ_id).where(NodeIdentity.fingerprint == fingerprint)
         )
         return frozenset(rows.scalars())
+
+
+async def list_nodes(db: Database) -> list[NodeIdentity]:
+    """Every node identity, by fingerprint then agency."""
+    async with db.read() as session:
+        rows = await session.execute(
+            select(NodeIdentity).order_by(NodeIdentity.fingerprint, NodeIdentity.organ_id)
+        )
+        return list(rows.scalars())
+
+
+FILE_SOURCE = "file"
+ADMIN_SOURCE = "admin"
+FILE_PIN_NOTE = "directory file"
+
+
+async def sync_directory(
+    db: Database,
+    records: Iterable[AgencyRecord],
+    pins: dict[str, Iterable[str]],
+    *,
+    now: dt.datetime,
+) -> int:
+    """Bring the agencies imported from the directory file in step with it (one transaction).
+
+    Agencies of the file are upserted with ``source='file'``, except rows the operator owns
+    (``source='admin'``), which win over the file. File agencies no longer in the file are deactivated
+    (their history keeps the organ id). Their pins are those of the file (``note='directory file'``);
+    pins the operator added are left alone. Returns how many agencies the file lists.
+    """
+    records = list(records)
+    for r in records:
+        if r.level is not None and r.level not in LEVELS:
+            raise DirectoryError(
+                "directory.bad_level", f"{r.organ_id}: level must be one of {', '.join(LEVELS)}"
+            )
+    listed = {r.organ_id for r in records}
+    async with db.write() as session:
+        if records:
+            stmt = _insert(session, Agency)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["organ_id"],
+                set_={
+                    c: stmt.excluded[c]
+                    for c in ("name", "level", "parent_organ_id", "active", "source", "updated_at")
+                },
+                where=(Agency.source.is_(None)) | (Agency.source != ADMIN_SOURCE),  # type: ignore[union-attr]
+            )
+            await session.execute(
+                stmt,
+                [
+                    {
+                        "organ_id": r.organ_id,
+                        "name": r.name,
+                        "level": r.level,
+                        "parent_organ_id": r.parent_organ_id,
+                        "email": r.email,
+                        "active": True,
+                        "source": FILE_SOURCE,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for r in records
+                ],
+            )
+        await session.execute(
+            update(Agency)
+            .where(Agency.source == FILE_SOURCE, Agency.organ_id.not_in(listed), Agency.active.is_(True))  # type: ignore[attr-defined,union-attr]
+            .values(active=False, updated_at=now)
+        )
+        current = {
+            (p.organ_id, p.fingerprint)
+            for p in (
+                await session.execute(select(CertificatePin).where(CertificatePin.note == FILE_PIN_NOTE))
+            ).scalars()
+        }
+        wanted = {
+            (organ_id, _normalise_fingerprint(fp)) for organ_id, fps in pins.items() if organ_id in listed
+            for fp in fps
+        }
+        for organ_id, fingerprint in current - wanted:
+            await session.execute(
+                delete(CertificatePin).where(
+                    CertificatePin.organ_id == organ_id, CertificatePin.fingerprint == fingerprint
+                )
+            )
+        if wanted - current:
+            stmt = _insert(session, CertificatePin).on_conflict_do_nothing(
+                index_elements=["organ_id", "fingerprint"]
+            )
+            await session.execute(
+                stmt,
+                [
+                    {"organ_id": o, "fingerprint": f, "note": FILE_PIN_NOTE, "created_at": now}
+                    for o, f in sorted(wanted - current)
+                ],
+            )
+    return len(records)

@@ -95,6 +95,9 @@ class Agency(HubModel, table=True):
     parent_organ_id: str | None = Field(default=None, sa_type=OrganId)
     email: str | None = Field(default=None, sa_type=String(255))
     active: bool = Field(default=True)
+    source: str | None = Field(default=None, sa_type=String(16))
+    """Who maintains the row: ``file`` (imported from the directory file, kept in step with it) or
+    ``admin`` (the operator, through the admin API or CLI; wins over the file); ``None`` for others."""
     created_at: dt.datetime = Field(sa_type=UTCDateTime)
     updated_at: dt.datetime = Field(sa_type=UTCDateTime)
 
@@ -173,6 +176,8 @@ class Package(HubModel, table=True):
     promulgation_date: dt.date | None = Field(default=None, sa_type=Date)
     priority: int | None = Field(default=None, sa_type=SmallInteger)
     due_date: dt.date | None = Field(default=None, sa_type=Date)
+    content_type: str | None = Field(default=None, sa_type=String(255))
+    """The Content-Type the bytes arrived with (a multipart keeps its boundary), served back with them."""
 
     @property
     def signature_ok(self) -> bool:
@@ -285,6 +290,8 @@ class StatusEvent(HubModel, table=True):
         UniqueConstraint("exchange_id", "message_id", name="uq_status_event_exchange_message"),
         UniqueConstraint("exchange_id", "package_id", name="uq_status_event_exchange_package"),
         Index("ix_status_event_exchange", "exchange_id", "id"),
+    receipt: bytes | None = Field(default=None, sa_type=LargeBinary)
+    """The hub receipt answered to the poster; a repeat of the same bytes gets it again, byte for byte."""
         Index("ix_status_event_message", "message_id"),
         CheckConstraint("message_id IS NOT NULL OR package_id IS NOT NULL", name="source"),
         CheckConstraint(_in("outcome", ("applied", "repeat", "stale")), name="outcome"),

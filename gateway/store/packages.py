@@ -23,14 +23,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from gateway import lifecycle
 from gateway.calendar import HolidaysLike, deadline_for, month_key
 from gateway.edxml.model import DocumentPackage
-from gateway.errors import Conflict, FieldError, NotFound
+from gateway.errors import Conflict, FieldError, GatewayError, NotFound
 from gateway.lifecycle import REQUEST_FOR_DOC_TYPE, State
 from gateway.store.db import Database
 from gateway.store.models import (
@@ -94,6 +95,8 @@ class PackageRecord:
     priority: int | None = None
     due_date: dt.date | None = None
     attachments: tuple[AttachmentRecord, ...] = ()
+    content_type: str | None = None
+    """The Content-Type the bytes arrived with, to serve them back with (multipart keeps its boundary)."""
 
     @classmethod
     def from_message(
@@ -107,6 +110,7 @@ class PackageRecord:
         signature_verdict: str = "valid",
         signer_fingerprint: str | None = None,
         attachments: Sequence[AttachmentRecord] | None = None,
+        content_type: str | None = None,
     ) -> PackageRecord:
         """Take the fields from a parsed package (read from what the signature covers, DESIGN §3).
 
@@ -159,6 +163,7 @@ class PackageRecord:
             priority=header.other_info.priority if header.other_info else None,
             due_date=header.due_date,
             attachments=tuple(attachments),
+            content_type=content_type,
         )
 
 
@@ -211,6 +216,12 @@ class InboxEntry:
     bussiness_doc_type: int | None
     sha256: str | None
     status_code: str | None
+    document_sender: str | None = None
+    """The sender of the document the item is about (for a status: the one the status answers)."""
+    document_sha256: str | None = None
+    """The SHA-256 of that document's package (for a status: the new document it is about, if stored)."""
+    notice: bytes | None = None
+    """For a status, with ``with_notices``: the hub-signed copy (``status_message.forwarded``) to deliver."""
 
 
 def _validate(record: PackageRecord) -> None:
@@ -226,7 +237,13 @@ def _validate(record: PackageRecord) -> None:
 
 
 async def _existing(session: AsyncSession, record: PackageRecord) -> Package | None:
-    """The stored package for these bytes; Conflict if the DocumentId was used by other bytes."""
+    """The stored package for these bytes; Conflict if the DocumentId was used by other bytes.
+
+    The two lookups are two statements: under READ COMMITTED (PostgreSQL) each sees its own snapshot, so
+    a concurrent ingest of *these same bytes* may commit between them and be invisible to the first and
+    visible to the second. The package found by DocumentId is therefore compared by SHA-256 before it is
+    called a conflict: the same bytes are never a conflict, whoever stored them.
+    """
     package = (
         await session.execute(select(Package).where(Package.sha256 == record.sha256))
     ).scalar_one_or_none()
@@ -234,13 +251,19 @@ async def _existing(session: AsyncSession, record: PackageRecord) -> Package | N
         return package
     if record.bussiness_doc_type == 0:
         other = await find_document(session, record.sender, record.document_id)
+        if other is not None and other.sha256 == record.sha256:
+            return other
         if other is not None:
-            raise Conflict(
-                "conflict.document_id",
-                f"DocumentId {record.document_id} of {record.sender} was already used by a different package",
-                document_id=record.document_id,
-            )
+            raise _document_conflict(record)
     return None
+
+
+def _document_conflict(record: PackageRecord) -> Conflict:
+    return Conflict(
+        "conflict.document_id",
+        f"DocumentId {record.document_id} of {record.sender} was already used by a different package",
+        document_id=record.document_id,
+    )
 
 
 async def _levels(session: AsyncSession, organ_ids: Iterable[str]) -> dict[str, str | None]:
@@ -290,6 +313,109 @@ async def ingest_package(
         return IngestResult(package=stored, created=False)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestItem:
+    """One package for :func:`ingest_packages`: the arguments :func:`ingest_package` takes."""
+
+    record: PackageRecord
+    receipt: bytes
+    received_at: dt.datetime
+
+
+async def ingest_packages(
+    db: Database, items: Sequence[IngestItem], *, holidays: HolidaysLike = None
+) -> list[IngestResult | GatewayError]:
+    """Many ingests in **one** transaction: one commit (one fsync) for all, which is what lets SQLite's
+    single writer keep up with concurrent requests (the hub's group commit).
+
+    Each item gets what :func:`ingest_package` would have given it, in order: an :class:`IngestResult`, or
+    the :class:`GatewayError` it would have raised (a DocumentId conflict, an invalid record) as a value,
+    so one bad item does not fail the others. Items repeating each other within the batch behave as if
+    sent one after the other. If the transaction hits a unique constraint (another process stored one of
+    these packages first) or a deadlock with another process's batch, it is rolled back and every item is
+    ingested on its own.
+    """
+    results: list[IngestResult | GatewayError | None] = [None] * len(items)
+    todo: list[int] = []
+    for i, item in enumerate(items):
+        try:
+            _validate(item.record)
+        except GatewayError as exc:
+            results[i] = exc
+        else:
+            todo.append(i)
+    if not todo:
+        return results  # type: ignore[return-value]
+    # One order for every process (by SHA-256): two batches inserting the same packages then take the
+    # unique-index locks in the same order instead of deadlocking.
+    todo.sort(key=lambda i: items[i].record.sha256)
+    records = [items[i].record for i in todo]
+    try:
+        async with db.write() as session:
+            by_sha: dict[str, Package] = {
+                p.sha256: p
+                for p in (
+                    await session.execute(
+                        select(Package).where(Package.sha256.in_({r.sha256 for r in records}))  # type: ignore[attr-defined]
+                    )
+                ).scalars()
+            }
+            new_docs = {r.document_id for r in records if r.bussiness_doc_type == 0}
+            by_document: dict[tuple[str, str], Package] = {}
+            if new_docs:
+                for p in (
+                    await session.execute(
+                        select(Package).where(
+                            Package.bussiness_doc_type == 0,
+                            Package.document_id.in_(new_docs),  # type: ignore[attr-defined]
+                        )
+                    )
+                ).scalars():
+                    by_document[(p.sender_organ_id, p.document_id)] = p
+            levels = await _levels(session, {o for r in records for o in (r.sender, *r.recipients)})
+            for i in todo:
+                item = items[i]
+                record = item.record
+                stored = by_sha.get(record.sha256)
+                if stored is not None:
+                    results[i] = IngestResult(package=stored, created=False)
+                    continue
+                key = (record.sender, record.document_id)
+                if record.bussiness_doc_type == 0 and key in by_document:
+                    results[i] = _document_conflict(record)
+                    continue
+                result = await _insert(
+                    session,
+                    record,
+                    receipt=item.receipt,
+                    received_at=item.received_at,
+                    holidays=holidays,
+                    levels=levels,
+                )
+                results[i] = result
+                by_sha[record.sha256] = result.package
+                if record.bussiness_doc_type == 0:
+                    by_document[key] = result.package
+    except (IntegrityError, GatewayError, DBAPIError) as exc:
+        if isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError) and not _retryable(exc):
+            raise
+        for i in todo:
+            item = items[i]
+            try:
+                results[i] = await ingest_package(
+                    db, item.record, receipt=item.receipt, received_at=item.received_at, holidays=holidays
+                )
+            except GatewayError as exc:
+                results[i] = exc
+    return results  # type: ignore[return-value]
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    """A deadlock or serialization failure (PostgreSQL 40P01/40001): the transaction may simply be redone."""
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return state in ("40P01", "40001")
+
+
 async def _insert(
     session: AsyncSession,
     record: PackageRecord,
@@ -297,6 +423,7 @@ async def _insert(
     receipt: bytes,
     received_at: dt.datetime,
     holidays: HolidaysLike,
+    levels: dict[str, str | None] | None = None,
 ) -> IngestResult:
     package = Package(
         sha256=record.sha256,
@@ -319,6 +446,7 @@ async def _insert(
         promulgation_date=record.promulgation_date,
         priority=record.priority,
         due_date=record.due_date,
+        content_type=record.content_type,
     )
     session.add(package)
     await session.flush()
@@ -346,7 +474,8 @@ async def _insert(
         )
     requests: tuple[RequestApplied, ...] = ()
     if record.bussiness_doc_type == 0:
-        levels = await _levels(session, {record.sender, *record.recipients})
+        if levels is None:
+            levels = await _levels(session, {record.sender, *record.recipients})
         deadline = deadline_for(received_at, holidays)
         month = month_key(received_at)
         await session.execute(
@@ -487,28 +616,48 @@ async def get_package_by_sha256(db: Database, sha256: str) -> Package | None:
 
 
 async def list_inbox(
-    db: Database, organ_id: str, *, limit: int = 100, after_id: int | None = None
+    db: Database,
+    organ_id: str,
+    *,
+    limit: int = 100,
+    after_id: int | None = None,
+    with_notices: bool = False,
 ) -> list[InboxEntry]:
     """The oldest unacknowledged items for ``organ_id``.
 
     ``after_id`` pages within one drain; a new poll should start without it, so that an item committed
-    late with a smaller id is still delivered.
+    late with a smaller id is still delivered. ``with_notices`` also loads each status item's forwarded
+    copy (what the hub delivers), which the other callers do not need.
     """
+    document = aliased(Package)
+    columns = [
+        InboxItem.id,
+        InboxItem.kind,
+        InboxItem.created_at,
+        InboxItem.package_id,
+        InboxItem.status_message_id,
+        func.coalesce(Package.document_id, StatusMessage.document_id),
+        func.coalesce(Package.sender_organ_id, StatusMessage.actor_organ_id),
+        Package.bussiness_doc_type,
+        Package.sha256,
+        StatusMessage.code,
+        func.coalesce(Package.sender_organ_id, StatusMessage.document_sender_organ_id),
+        func.coalesce(Package.sha256, document.sha256),
+    ]
+    if with_notices:
+        columns.append(StatusMessage.forwarded)
     query = (
-        select(
-            InboxItem.id,
-            InboxItem.kind,
-            InboxItem.created_at,
-            InboxItem.package_id,
-            InboxItem.status_message_id,
-            func.coalesce(Package.document_id, StatusMessage.document_id),
-            func.coalesce(Package.sender_organ_id, StatusMessage.actor_organ_id),
-            Package.bussiness_doc_type,
-            Package.sha256,
-            StatusMessage.code,
-        )
+        select(*columns)
         .outerjoin(Package, Package.id == InboxItem.package_id)
         .outerjoin(StatusMessage, StatusMessage.id == InboxItem.status_message_id)
+        .outerjoin(
+            document,
+            and_(
+                document.sender_organ_id == StatusMessage.document_sender_organ_id,
+                document.document_id == StatusMessage.document_id,
+                document.bussiness_doc_type == 0,
+            ),
+        )
         .where(InboxItem.organ_id == organ_id, InboxItem.acked_at.is_(None))  # type: ignore[union-attr]
         .order_by(InboxItem.id)
         .limit(limit)
@@ -529,6 +678,9 @@ async def list_inbox(
             bussiness_doc_type=r[7],
             sha256=r[8],
             status_code=r[9],
+            document_sender=r[10],
+            document_sha256=r[11],
+            notice=r[12] if with_notices else None,
         )
         for r in rows
     ]
@@ -563,3 +715,14 @@ async def inbox_depth(db: Database, organ_id: str | None = None) -> int:
         query = query.where(InboxItem.organ_id == organ_id)
     async with db.read() as session:
         return int((await session.execute(query)).scalar_one())
+
+
+async def inbox_depths(db: Database) -> dict[str, int]:
+    """Unacknowledged items per agency (agencies with none are left out): the ``/metrics`` gauge."""
+    query = (
+        select(InboxItem.organ_id, func.count())
+        .where(InboxItem.acked_at.is_(None))  # type: ignore[union-attr]
+        .group_by(InboxItem.organ_id)
+    )
+    async with db.read() as session:
+        return {organ_id: int(n) for organ_id, n in (await session.execute(query)).all()}

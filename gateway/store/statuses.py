@@ -160,6 +160,7 @@ async def apply_status(
     sent_at: dt.datetime | None = None,
     description: str | None = None,
     forwarded: bytes | None = None,
+    receipt: bytes | None = None,
     recipients: Sequence[str] | None = None,
     request: RequestKind = RequestKind.RECALL,
 ) -> StatusResult:
@@ -169,7 +170,8 @@ async def apply_status(
     recipients (every other code, to its own exchange). Idempotent by ``message_sha256``: the same
     message again returns the first result with ``created=False``. A different message repeating the
     current code is recorded (outcome ``repeat``) but not forwarded. ``forwarded`` is the hub-signed copy
-    the other party fetches, built by the caller before this call.
+    the other party fetches and ``receipt`` the hub's answer to the poster, both built by the caller
+    before this call and stored with the message (a repeat is answered with the stored ``receipt``).
 
     Raises :class:`NotFound` (no such document), :class:`AuthError` (the actor is not a party, or not
     the party allowed to send this code), :class:`Conflict` (``conflict.transition``).
@@ -233,6 +235,7 @@ async def apply_status(
                 description=description,
                 message=message,
                 forwarded=forwarded,
+                receipt=receipt,
             )
             session.add(stored)
             await session.flush()

@@ -1,0 +1,201 @@
+"""What the hub needs from the store: batched ingest, inbox notices, per-agency depth, the directory sync,
+stored status receipts and the exchange snapshots the rate reads (both backends)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from db_fixtures import RECIPIENTS, SENDER, T0, make_record, sha
+from sqlalchemy import select
+
+from gateway.errors import Conflict, FieldError
+from gateway.store import (
+    AgencyRecord,
+    BlobStore,
+    IngestItem,
+    apply_status,
+    inbox_depths,
+    ingest_package,
+    ingest_packages,
+    list_agencies,
+    list_inbox,
+    list_pins,
+    sync_directory,
+    upsert_agency,
+)
+from gateway.store.models import Exchange, Package
+
+FP = "ab" * 32
+
+
+async def test_batched_ingest_gives_each_item_what_a_single_ingest_would(db):
+    await ingest_package(
+        db, make_record("stored", document_id=f"{SENDER},2027/03/02,1/A"), receipt=b"r0", received_at=T0
+    )
+    items = [
+        IngestItem(
+            record=make_record("new", document_id=f"{SENDER},2027/03/02,2/A"), receipt=b"r1", received_at=T0
+        ),
+        IngestItem(
+            record=make_record("stored", document_id=f"{SENDER},2027/03/02,1/A"),
+            receipt=b"rx",
+            received_at=T0,
+        ),
+        IngestItem(
+            record=make_record("other", document_id=f"{SENDER},2027/03/02,1/A"), receipt=b"r2", received_at=T0
+        ),
+        IngestItem(
+            record=make_record("new", document_id=f"{SENDER},2027/03/02,2/A"), receipt=b"r3", received_at=T0
+        ),
+        IngestItem(record=make_record("bad", recipients=()), receipt=b"r4", received_at=T0),
+        IngestItem(
+            record=make_record(
+                "lenient", document_id=f"{SENDER},2027/03/02,3/A", verdict="signature.missing", paper=True
+            ),
+            receipt=b"r5",
+            received_at=T0,
+        ),
+    ]
+    new, repeat, conflict, twin, bad, lenient = await ingest_packages(db, items)
+    assert new.created
+    assert new.receipt == b"r1"
+    assert not repeat.created
+    assert repeat.receipt == b"r0"
+    assert isinstance(conflict, Conflict)
+    assert conflict.code == "conflict.document_id"
+    assert not twin.created
+    assert twin.package.id == new.package.id
+    assert twin.receipt == b"r1"
+    assert isinstance(bad, FieldError)
+    assert lenient.created
+    async with db.read() as s:
+        rows = (
+            (await s.execute(select(Exchange).where(Exchange.package_id == lenient.package.id)))
+            .scalars()
+            .all()
+        )
+    assert {(e.signature_ok, e.paper, e.month) for e in rows} == {(False, True, 202703)}
+    assert (await ingest_packages(db, [])) == []
+
+
+async def test_batches_from_two_engines_racing_on_the_same_packages(database_url):
+    from gateway.store import open_database
+
+    first, second = open_database(database_url), open_database(database_url)
+    try:
+        records = [make_record(f"p{i}", document_id=f"{SENDER},2027/03/02,{i}/B") for i in range(20)]
+        a = [IngestItem(record=r, receipt=b"A", received_at=T0) for r in records]
+        b = [IngestItem(record=r, receipt=b"B", received_at=T0) for r in reversed(records)]
+        left, right = await asyncio.gather(ingest_packages(first, a), ingest_packages(second, b))
+        right.reverse()
+        for x, y in zip(left, right, strict=True):
+            assert x.package.id == y.package.id
+            assert x.receipt == y.receipt  # type: ignore[union-attr]
+            assert sorted([x.created, y.created]) == [False, True]  # type: ignore[union-attr]
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_status_items_carry_the_notice_and_the_document(db):
+    doc = await ingest_package(db, make_record(), receipt=b"r", received_at=T0)
+    result = await apply_status(
+        db,
+        document_sender=SENDER,
+        document_id=doc.package.document_id,
+        actor_organ_id=RECIPIENTS[0],
+        code="01",
+        message_sha256=sha("status-01"),
+        received_at=T0,
+        forwarded=b"<notice/>",
+        receipt=b"<status receipt/>",
+    )
+    assert result.created
+    assert result.message.receipt == b"<status receipt/>"
+    again = await apply_status(
+        db,
+        document_sender=SENDER,
+        document_id=doc.package.document_id,
+        actor_organ_id=RECIPIENTS[0],
+        code="01",
+        message_sha256=sha("status-01"),
+        received_at=T0,
+        receipt=b"<another/>",
+    )
+    assert not again.created
+    assert again.message.receipt == b"<status receipt/>"
+    (item,) = await list_inbox(db, SENDER, with_notices=True)
+    assert (item.kind, item.status_code, item.sender, item.document_sender) == (
+        "status",
+        "01",
+        RECIPIENTS[0],
+        SENDER,
+    )
+    assert (item.document_sha256, item.notice) == (doc.package.sha256, b"<notice/>")
+    (plain,) = await list_inbox(db, SENDER)
+    assert plain.notice is None
+    assert await inbox_depths(db) == {RECIPIENTS[0]: 1, RECIPIENTS[1]: 1, SENDER: 1}
+
+
+async def test_directory_sync_follows_the_file_and_leaves_the_operator_alone(db):
+    file = [
+        AgencyRecord(organ_id=SENDER, name="UBND tỉnh", level="province"),
+        AgencyRecord(organ_id=RECIPIENTS[0], name="Sở", level="department", parent_organ_id=SENDER),
+    ]
+    await sync_directory(db, file, {RECIPIENTS[0]: [FP]}, now=T0)
+    await upsert_agency(
+        db, AgencyRecord(organ_id=RECIPIENTS[1], name="Huyện", level="district", source="admin"), now=T0
+    )
+    await upsert_agency(
+        db, AgencyRecord(organ_id=SENDER, name="Tỉnh (operator)", level="province", source="admin"), now=T0
+    )
+    assert [p.fingerprint for p in await list_pins(db, RECIPIENTS[0])] == [FP]
+    # The file drops the department and renames the province: the operator's province stays as it is.
+    await sync_directory(
+        db, [AgencyRecord(organ_id=SENDER, name="Tỉnh (file)", level="province")], {}, now=T0
+    )
+    names = {a.organ_id: a.name for a in await list_agencies(db)}
+    assert names == {SENDER: "Tỉnh (operator)", RECIPIENTS[1]: "Huyện"}
+    assert await list_pins(db, RECIPIENTS[0]) == []
+    # The exchanges snapshot the levels of these rows.
+    result = await ingest_package(db, make_record(), receipt=b"r", received_at=T0)
+    async with db.read() as s:
+        levels = (
+            (
+                await s.execute(
+                    select(Exchange.recipient_level)
+                    .where(Exchange.package_id == result.package.id)
+                    .order_by(Exchange.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert levels == ["department", "district"]  # a deactivated agency keeps its level
+
+
+async def test_adopt_moves_a_hashed_file_into_the_blob_store(tmp_path):
+    blobs = BlobStore(tmp_path / "blobs")
+    (tmp_path / "blobs").mkdir()
+    upload = tmp_path / "blobs" / "upload.tmp"
+    upload.write_bytes(b"package bytes")
+    assert await blobs.adopt(upload, sha(b"package bytes"))
+    assert not upload.exists()
+    assert await blobs.read(sha(b"package bytes")) == b"package bytes"
+    upload.write_bytes(b"package bytes")
+    assert not await blobs.adopt(upload, sha(b"package bytes"))  # already there: the copy is dropped
+    assert not upload.exists()
+    with pytest.raises(ValueError, match="SHA-256"):
+        await blobs.adopt(upload, "not-a-sha")
+
+
+async def test_content_type_is_kept(db):
+    import dataclasses
+
+    record = dataclasses.replace(
+        make_record("mp"), form="multipart", content_type='multipart/related; boundary="b"'
+    )
+    result = await ingest_package(db, record, receipt=b"r", received_at=T0)
+    async with db.read() as s:
+        assert (await s.get(Package, result.package.id)).content_type == 'multipart/related; boundary="b"'  # type: ignore[union-attr]
