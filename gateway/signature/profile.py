@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -106,6 +107,53 @@ def inspect_signature(root: etree._Element) -> SignatureProfile:
         raise PackageError("edxml.not_edxml", f"the root element is {root.tag}, not edXML")
     signature = _the_signature(root)
     envelope = _locate(root, signature)
+    return _inspect(root, signature, envelope, lambda uri: _check_reference(root, envelope, uri))
+
+
+def inspect_enveloped(root: etree._Element, *, location: str = "./") -> SignatureProfile:
+    """The same profile for any XML document signed as a whole (``Reference URI=""``), such as the hub's
+    receipts: one ``ds:Signature``, the last element child of the element at ``location`` (a path relative
+    to the root, ``"./"`` for the root itself, like signxml's ``location``), and the same checks of
+    algorithms, canonicalization, transforms, certificates and keys in the same order."""
+    signature = _the_signature(root)
+    parent = _at(root, location)
+    if parent is None or signature.getparent() is not parent:
+        where = signature.getparent()
+        name = "the document root" if where is None else etree.QName(where).localname
+        raise SignatureError("signature.location", f"the signature sits in {name}, not at {location!r}")
+    following = next((el for el in signature.itersiblings() if isinstance(el.tag, str)), None)
+    if following is not None:
+        raise SignatureError(
+            "signature.location",
+            f"the signature is followed by {etree.QName(following).localname}; it must come last",
+        )
+    return _inspect(root, signature, root, lambda uri: _check_whole_document(root, uri))
+
+
+def _at(root: etree._Element, location: str) -> etree._Element | None:
+    path = location.strip()
+    path = path[2:] if path.startswith("./") else path
+    path = path.rstrip("/")
+    return root if path in ("", ".") else root.find(path)
+
+
+def _check_whole_document(root: etree._Element, uri: str | None) -> tuple[Reference, str | None]:
+    ids = _ids(root)
+    duplicated = sorted(value for value, owners in ids.items() if len(owners) > 1)
+    if duplicated:
+        raise SignatureError("signature.wrapping", f"Id {duplicated[0]!r} is used more than once")
+    if uri != "":
+        raise SignatureError("signature.reference", f"Reference URI {uri!r}; this profile takes ''")
+    return "document", None
+
+
+def _inspect(
+    root: etree._Element,
+    signature: etree._Element,
+    envelope: etree._Element,
+    check_reference: Callable[[str | None], tuple[Reference, str | None]],
+) -> SignatureProfile:
+    """Steps 3–9 of the module docstring, shared by packages and whole-document signatures."""
     signed_info = _child(signature, "SignedInfo", first=True)
     signature_value = _child(signature, "SignatureValue")
     c14n_method = _child(signed_info, "CanonicalizationMethod", first=True)
@@ -118,7 +166,7 @@ def inspect_signature(root: etree._Element) -> SignatureProfile:
             "signature.reference_count", f"{len(references)} references; the profile takes exactly one"
         )
     ref = references[0]
-    mode, envelope_id = _check_reference(root, envelope, ref.get("URI"))
+    mode, envelope_id = check_reference(ref.get("URI"))
     reference_prefixes = _check_transforms(ref)
     signer, extra = _certificates(signature)
     _check_key(signer, signature_method)
