@@ -530,3 +530,27 @@ async def test_cookies_are_secure_over_tls(tmp_path) -> None:
     finally:
         await runner.cleanup()
         await db.close()
+
+
+async def test_standalone_from_settings_opens_its_own_database(tmp_path) -> None:
+    """Without db=, the app opens the settings' database and blob folder, and closes them with itself."""
+    from aiohttp import web
+
+    from gateway.settings import load_settings
+    from gateway.web import create_web_app
+
+    db, _, seeded = await open_seeded(tmp_path)
+    await db.close()
+    settings = load_settings(
+        None,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}",
+        blob_dir=tmp_path / "blobs",
+        data_dir=tmp_path,
+    )
+    parent = web.Application()
+    parent.add_subapp("/ui/", create_web_app(settings, clock=lambda: NOW))
+    async with TestClient(TestServer(parent)) as client:
+        await sign_in(client, "vanthu.tanbien")
+        response = await client.get(f"/ui/dispatches/{seeded.province_to_all}/package")
+        assert response.status == 200
+        assert b"12/UBND-VP" in await response.read()

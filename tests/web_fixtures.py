@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.calendar import VN_TZ
+from gateway.calendar import VN_TZ, Holidays
 from gateway.store.accounts import add_user
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Database, open_database
@@ -251,7 +251,11 @@ async def open_seeded(tmp: Path) -> tuple[Database, BlobStore, Seeded]:
 def hub_like_app(db: Database, blobs: BlobStore) -> web.Application:
     """A parent app that mounts the web pages at ``/ui/`` the way the hub does."""
     parent = web.Application()
-    parent.add_subapp("/ui/", create_web_app(db=db, blobs=blobs, clock=lambda: NOW))
+    # Callables, as the hub passes its repository's database and its runtime's (reloadable) calendar.
+    web_app = create_web_app(
+        db=lambda: db, blobs=lambda: blobs, holidays=lambda: Holidays(), clock=lambda: NOW
+    )
+    parent.add_subapp("/ui/", web_app)
     return parent
 
 

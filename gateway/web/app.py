@@ -65,7 +65,8 @@ class WebContext:
 
     db: Database
     blobs: BlobStore
-    holidays: Holidays
+    holidays_source: Callable[[], Holidays]
+    """The calendar now (a hub reloads ``holidays.toml`` while running)."""
     clock: Clock
     directory: Callable[[], DirectoryLike | None]
     templates: jinja2.Environment
@@ -77,6 +78,10 @@ class WebContext:
 
     def now(self) -> dt.datetime:
         return self.clock()
+
+    @property
+    def holidays(self) -> Holidays:
+        return self.holidays_source()
 
     async def agencies(self) -> Mapping[str, tuple[str, str | None]]:
         """``organ_id -> (name, level)``: the store's directory table, overlaid by the live directory."""
@@ -133,9 +138,9 @@ def _holidays_from(settings: Any) -> Holidays:
 def create_web_app(
     settings: Any = None,
     *,
-    db: Database | None = None,
-    blobs: BlobStore | None = None,
-    holidays: HolidaysLike = None,
+    db: Database | Callable[[], Database] | None = None,
+    blobs: BlobStore | Callable[[], BlobStore] | None = None,
+    holidays: HolidaysLike | Callable[[], HolidaysLike] = None,
     directory: Callable[[], DirectoryLike | None] | None = None,
     clock: Clock | None = None,
     session_ttl: dt.timedelta = dt.timedelta(hours=8),
@@ -145,8 +150,10 @@ def create_web_app(
 
     ``settings``: :class:`gateway.settings.Settings` or the hub's ``HubConfig`` (``database_url``,
     ``blob_dir``/``data_dir``, ``holidays_file``/``holidays``); unused for what is passed explicitly.
-    ``db``: an open database to share (the caller closes it); else one is opened from the settings and
-    closed with the app. ``clock``: *now* (aware), for tests of the overdue rule.
+    ``db``: an open database to share (the caller closes it), or a callable returning it when the app
+    starts (the hub's repository is opened in the hub's own ``cleanup_ctx``, which runs first); else one
+    is opened from the settings and closed with the app. ``blobs`` likewise. ``holidays``: a calendar,
+    or a callable asked at each use (follows a hub's reloads). ``clock``: *now* (aware), for tests.
     """
     app = web.Application(middlewares=[_security_headers, _error_pages, auth.session_middleware])
 
@@ -158,18 +165,27 @@ def create_web_app(
                 raise ValueError("create_web_app needs db= or settings with a database_url")
             database = open_database(url)
         else:
-            database = db
-        blob_root = (
-            blobs
-            if blobs is not None
-            else BlobStore(
-                _setting(settings, "blob_dir") or Path(_setting(settings, "data_dir") or "var") / "blobs"
-            )
-        )
+            database = db() if callable(db) else db
+        if blobs is None:
+            root = _setting(settings, "blob_dir") or Path(_setting(settings, "data_dir") or "var") / "blobs"
+            blob_root = BlobStore(root)
+        else:
+            blob_root = blobs() if callable(blobs) else blobs
+        if callable(holidays):
+            source = holidays
+
+            def calendar() -> Holidays:
+                return Holidays.of(source())
+        else:
+            fixed = Holidays.of(holidays) if holidays is not None else _holidays_from(settings)
+
+            def calendar() -> Holidays:
+                return fixed
+
         app[WEB] = WebContext(
             db=database,
             blobs=blob_root,
-            holidays=Holidays.of(holidays) if holidays is not None else _holidays_from(settings),
+            holidays_source=calendar,
             clock=clock or utc_now,
             directory=directory or (lambda: None),
             templates=_templates(),
