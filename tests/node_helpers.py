@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hub_helpers import HubFiles, HubProcess, hub_config, write_hub_files
+from hub_helpers import HubFiles, HubProcess, hub_config, write_config_toml, write_hub_files
 from pki_fixtures import PkiSet, build_pki
 
 from gateway.hub.config import HubConfig
@@ -195,7 +195,10 @@ def start_exchange(root: Path, organ_ids: tuple[str, ...], **node_extra: Any) ->
     pki = build_pki()
     files = write_hub_files(pki, root / "hub")
     config = hub_config(files, f"sqlite+aiosqlite:///{root}/hub/hub.db", long_poll_max=5.0)
-    hub_toml = write_hub_toml(config, root / "hub" / "hub.toml")
+    if os.environ.get("GATEWAY_TEST_HUB_SRC"):
+        hub_toml = write_hub_toml(config, root / "hub" / "hub.toml")
+    else:  # the hub's own helper knows the settings of the hub in this tree
+        hub_toml = write_config_toml(config, root / "hub" / "hub.toml")
     hub = start_hub(hub_toml)
     url = f"https://127.0.0.1:{config.port}"
     nodes = {o: write_node(root, o, pki, files, url, **node_extra) for o in organ_ids}

