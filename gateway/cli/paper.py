@@ -208,7 +208,7 @@ def import_cmd(
     from gateway.cli.report import with_database
     from gateway.store.paper import add_paper_dispatches
 
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         with file.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle, delimiter=delimiter)
