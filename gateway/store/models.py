@@ -219,7 +219,17 @@ class Exchange(HubModel, table=True):
         UniqueConstraint("package_id", "recipient_organ_id", name="uq_exchange_package_recipient"),
         Index("ix_exchange_sender_month", "sender_organ_id", "month"),
         Index("ix_exchange_recipient_month", "recipient_organ_id", "month"),
-        Index("ix_exchange_month_levels", "month", "sender_level", "recipient_level"),
+        # The rate by level pair and month reads only this index (docs/rate.md; migration 0004_rate).
+        Index(
+            "ix_exchange_rate",
+            "month",
+            "sender_level",
+            "recipient_level",
+            "state",
+            "previous_state",
+            "paper",
+            "signature_ok",
+        ),
         Index("ix_exchange_recipient_created", "recipient_organ_id", "created_at"),
         Index(
             "ix_exchange_unconfirmed_recipient",
@@ -280,6 +290,8 @@ class StatusMessage(HubModel, table=True):
     description: str | None = Field(default=None, sa_type=Text)
     message: bytes | None = Field(default=None, sa_type=LargeBinary)
     forwarded: bytes | None = Field(default=None, sa_type=LargeBinary)
+    receipt: bytes | None = Field(default=None, sa_type=LargeBinary)
+    """The hub receipt answered to the poster; a repeat of the same bytes gets it again, byte for byte."""
 
 
 class StatusEvent(HubModel, table=True):
@@ -290,8 +302,6 @@ class StatusEvent(HubModel, table=True):
         UniqueConstraint("exchange_id", "message_id", name="uq_status_event_exchange_message"),
         UniqueConstraint("exchange_id", "package_id", name="uq_status_event_exchange_package"),
         Index("ix_status_event_exchange", "exchange_id", "id"),
-    receipt: bytes | None = Field(default=None, sa_type=LargeBinary)
-    """The hub receipt answered to the poster; a repeat of the same bytes gets it again, byte for byte."""
         Index("ix_status_event_message", "message_id"),
         CheckConstraint("message_id IS NOT NULL OR package_id IS NOT NULL", name="source"),
         CheckConstraint(_in("outcome", ("applied", "repeat", "stale")), name="outcome"),
