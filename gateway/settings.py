@@ -20,10 +20,10 @@ import datetime as dt
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.errors import ConfigError
 
@@ -80,6 +80,24 @@ class Settings(BaseSettings):
         300.0, gt=0, description="Longest time a request body may take to arrive."
     )
     inbox_page_limit: int = Field(100, ge=1, le=10_000, description="Most inbox items returned per request.")
+    long_poll_max: float = Field(30.0, ge=0, description="Cap, in seconds, of GET /v1/inbox?wait=.")
+    verify_processes: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description="Verification pool per hub process (lxml holds the GIL: processes, not threads).",
+    )
+    reload_interval: float = Field(
+        5.0, ge=0, description="Seconds between checks of the trust folder, directory and certificates."
+    )
+    admin_fingerprints: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="SHA-256 of operator client certificates (env: comma-separated)."
+    )
+    metrics_dir: Path | None = Field(
+        None, description="Per-process metric snapshots; default <data_dir>/metrics."
+    )
+    auto_migrate: bool = Field(
+        True, description="Upgrade the database schema to the latest migration when the hub starts."
+    )
 
     # --- trust and directory -----------------------------------------------------------------------
     trust_dir: Path = Field(Path(), description="Trust anchors and CRLs; default <data_dir>/trust.")
@@ -97,6 +115,16 @@ class Settings(BaseSettings):
     )
 
     log_level: str = "INFO"
+
+    @field_validator("admin_fingerprints", mode="before")
+    @classmethod
+    def _fingerprints(cls, value: Any) -> Any:
+        """Comma-separated in the environment, a list in TOML; normalised to lower-case hex."""
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if isinstance(value, list | tuple):
+            return tuple(str(v).strip().lower().replace(":", "") for v in value)
+        return value
 
     @classmethod
     def settings_customise_sources(

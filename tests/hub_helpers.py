@@ -169,8 +169,13 @@ def hub_config(files: HubFiles, database_url: str, **changes: Any) -> HubConfig:
     return config.with_(**changes)
 
 
+SETTINGS_NAMES = {"max_body": "max_body_bytes"}
+"""HubConfig fields whose setting (gateway.settings.Settings) has another name."""
+
+
 def write_config_toml(config: HubConfig, path: Path) -> Path:
-    lines = ["[hub]"]
+    """The settings file (``gateway hub serve --config``) that gives ``config``."""
+    lines = []
     for name in (
         "database_url",
         "data_dir",
@@ -178,6 +183,7 @@ def write_config_toml(config: HubConfig, path: Path) -> Path:
         "tls_key",
         "trust_dir",
         "directory_file",
+        "holidays_file",
         "host",
         "port",
         "max_body",
@@ -185,11 +191,13 @@ def write_config_toml(config: HubConfig, path: Path) -> Path:
         "verify_processes",
         "reload_interval",
         "long_poll_max",
+        "auto_migrate",
     ):
         value = getattr(config, name)
         if value is None:
             continue
-        lines.append(f"{name} = {json.dumps(value if isinstance(value, bool | int | float) else str(value))}")
+        rendered = json.dumps(value if isinstance(value, bool | int | float) else str(value))
+        lines.append(f"{SETTINGS_NAMES.get(name, name)} = {rendered}")
     if config.admin_fingerprints:
         lines.append(f"admin_fingerprints = {json.dumps(list(config.admin_fingerprints))}")
     return _write(path, ("\n".join(lines) + "\n").encode())
@@ -403,18 +411,22 @@ class HubProcess:
 # --- database state ---------------------------------------------------------------------------------
 
 TABLES = (
-    "hub_packages",
-    "hub_exchanges",
-    "hub_status_events",
-    "hub_inbox",
-    "hub_paper_dispatches",
-    "hub_agencies",
-    "hub_node_identities",
+    "package",
+    "package_recipient",
+    "package_attachment",
+    "exchange",
+    "status_message",
+    "status_event",
+    "inbox_item",
+    "paper_dispatch",
+    "agency",
+    "certificate_pin",
+    "node_identity",
 )
 
 
 def snapshot(database_url: str, data_dir: Path) -> dict[str, Any]:
-    """Row counts of every hub table and the files under the blob folder: "nothing stored" is equality."""
+    """Row counts of the store's tables and the files under the blob folder: "nothing stored" is equality."""
     import sqlalchemy as sa
     from sqlalchemy.ext.asyncio import create_async_engine
 

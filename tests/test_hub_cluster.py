@@ -40,12 +40,13 @@ def _count_rows(url: str) -> dict[str, object]:
         engine = create_async_engine(url)
         try:
             async with engine.connect() as conn:
-                packages = (
-                    (await conn.execute(sa.text("SELECT package_id FROM hub_packages"))).scalars().all()
-                )
+                packages = (await conn.execute(sa.text("SELECT sha256 FROM package"))).scalars().all()
                 inbox = (
                     await conn.execute(
-                        sa.text("SELECT agency, package_id FROM hub_inbox WHERE kind = 'package'")
+                        sa.text(
+                            "SELECT i.organ_id, p.sha256 FROM inbox_item i JOIN package p"
+                            " ON p.id = i.package_id WHERE i.kind = 'package'"
+                        )
                     )
                 ).all()
             return {"packages": list(packages), "inbox": [tuple(r) for r in inbox]}

@@ -52,9 +52,13 @@ def test_lenient_hub_admits_an_unsigned_package_as_not_electronic(tmp_path) -> N
         engine = create_async_engine(url)
         try:
             async with engine.connect() as conn:
-                q = sa.text("SELECT electronic, reason FROM hub_packages WHERE document_id = :d")
+                q = sa.text(
+                    "SELECT p.signature_verdict, e.signature_ok, e.paper, e.sender_level, e.recipient_level"
+                    " FROM package p JOIN exchange e ON e.package_id = p.id WHERE p.document_id = :d"
+                )
                 return tuple((await conn.execute(q, {"d": doc.header.document_id})).one())
         finally:
             await engine.dispose()
 
-    assert asyncio.run(row()) == (False, "signature.missing")
+    # Stored as not electronic with the reason; the exchange carries what the rate needs.
+    assert asyncio.run(row()) == ("signature.missing", False, False, "province", "department")

@@ -1,20 +1,22 @@
-"""Pure parts of the hub: metrics exposition, receipt round trip, TLS context, config loading, lifecycle."""
+"""Pure parts of the hub: metrics exposition, receipt round trip, TLS context, config loading, errors."""
 
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
+import os
 import ssl
 import subprocess
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 from hub_helpers import hub_config, write_config_toml, write_hub_files
 from pki_fixtures import build_pki
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, Conflict
 from gateway.hub import receipts
-from gateway.hub.adapters import deadline_for, next_state
+from gateway.hub.config import load_config
 from gateway.hub.metrics import Metrics
-from gateway.hub.server import load_config
 from gateway.hub.signing import HubSigner, verify_enveloped
 from gateway.hub.tls import server_context
 from gateway.trust.store import TrustStore
@@ -105,37 +107,38 @@ def test_server_context_is_modern_and_requires_client_certificates(tmp_path) -> 
         )
 
 
-def test_config_file_and_environment(tmp_path) -> None:
+def test_config_file_and_environment(tmp_path, monkeypatch) -> None:
+    """``gateway hub serve --config`` reads the settings file; ``GATEWAY_*`` variables override it."""
+    for name in [n for n in os.environ if n.startswith("GATEWAY_")]:
+        monkeypatch.delenv(name)
     files = write_hub_files(build_pki(), tmp_path)
     path = write_config_toml(hub_config(files, "sqlite+aiosqlite:///x.db"), tmp_path / "hub.toml")
-    config = load_config(path, env={"GATEWAY_HUB_MAX_BODY": "1234", "GATEWAY_HUB_LENIENT_LEGACY": "true"})
-    assert (config.max_body, config.lenient_legacy, config.trust_dir) == (1234, True, files.trust_dir)
+    monkeypatch.setenv("GATEWAY_MAX_BODY_BYTES", "1234000")
+    monkeypatch.setenv("GATEWAY_LENIENT_LEGACY", "true")
+    monkeypatch.setenv("GATEWAY_ADMIN_FINGERPRINTS", "AB:CD,ef01")
+    config = load_config(path)
+    assert (config.max_body, config.lenient_legacy, config.trust_dir) == (1234000, True, files.trust_dir)
+    assert config.admin_fingerprints == ("abcd", "ef01")
+    assert config.blob_dir == files.root / "data" / "blobs"
     path.write_text(path.read_text() + "bogus = 1\n")
     with pytest.raises(ConfigError, match="bogus"):
-        load_config(path, env={})
+        load_config(path)
 
 
-@pytest.mark.parametrize(
-    ("state", "code", "expected"),
-    [
-        ("queued", "01", "arrived"),
-        ("queued", "03", None),
-        ("arrived", "03", "accepted"),
-        ("accepted", "05", "in_progress"),
-        ("accepted", "02", None),
-        ("arrived", "02", "refused"),
-        ("done", "13", None),
-        ("assigned", "13", "recall_requested"),
-        ("recall_requested", "15", "recalled"),
-        ("recall_requested", "16", "recall_refused"),
-        ("arrived", "07", None),
-    ],
-)
-def test_lifecycle(state: str, code: str, expected: str | None) -> None:
-    assert next_state(state, code) == expected
+def test_a_gateway_error_with_extra_fields_crosses_a_process_pool() -> None:
+    """The verification pool raises GatewayErrors as they are; they come back whole (code, detail, extra)."""
+    with (
+        ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool,
+        pytest.raises(Conflict) as info,
+    ):
+        pool.submit(_raise_conflict).result()
+    assert (info.value.code, info.value.detail, info.value.extra) == (
+        "conflict.document_id",
+        "taken",
+        {"document_id": "X", "ids": [1, 2]},
+    )
+    assert info.value.status == 409
 
 
-def test_deadline_is_end_of_next_working_day() -> None:
-    vn = dt.timezone(dt.timedelta(hours=7))
-    assert deadline_for(AT, frozenset()) == dt.datetime(2026, 3, 9, 23, 59, 59, tzinfo=vn)  # Fri → Mon
-    assert deadline_for(AT, frozenset({dt.date(2026, 3, 9)})).date() == dt.date(2026, 3, 10)
+def _raise_conflict() -> None:
+    raise Conflict("conflict.document_id", "taken", document_id="X", ids=[1, 2])

@@ -18,12 +18,15 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 T = TypeVar("T")
-ConfigOption = Annotated[Path | None, typer.Option("--config", help="Hub TOML file ([hub] table).")]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="Settings TOML file (default $GATEWAY_CONFIG, config/hub.toml)."),
+]
 
 
 def _with_repo(config: Path | None, action: Callable[[Any], Awaitable[T]]) -> T:
     from gateway.hub.adapters import open_repository
-    from gateway.hub.server import load_config
+    from gateway.hub.config import load_config
 
     async def run() -> T:
         async with open_repository(load_config(config)) as repo:
@@ -53,7 +56,7 @@ def _fingerprint(value: str) -> str:
 
 @app.command("agencies")
 def agencies(config: ConfigOption = None) -> None:
-    """List the agencies added in the database (the directory file's agencies are not repeated)."""
+    """List the agencies of the database: the directory file's (once a hub started) and the operator's."""
     for a in _with_repo(config, lambda repo: repo.admin("db_agencies")):
         typer.echo(f"{a.organ_id}\t{a.level}\t{a.parent or '-'}\t{a.name}\t{','.join(a.pinned_fingerprints)}")
 

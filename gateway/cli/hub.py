@@ -12,7 +12,10 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", help="Hub TOML file ([hub] table); GATEWAY_HUB_* variables override it."),
+    typer.Option(
+        "--config",
+        help="Settings TOML file (default $GATEWAY_CONFIG, config/hub.toml); GATEWAY_* override it.",
+    ),
 ]
 
 
@@ -20,14 +23,17 @@ ConfigOption = Annotated[
 def serve(
     config: ConfigOption = None,
     workers: Annotated[
-        int, typer.Option("--workers", min=1, help="Processes sharing the port (SO_REUSEPORT).")
-    ] = 1,
+        int | None,
+        typer.Option("--workers", min=1, help="Processes sharing the port (default: the setting workers)."),
+    ] = None,
 ) -> None:
     """Serve the hub until SIGTERM/SIGINT; SIGHUP reloads trust anchors, CRLs and the directory."""
-    from gateway.hub.server import load_config
+    from gateway.hub.config import hub_config
     from gateway.hub.server import serve as run
+    from gateway.settings import load_settings
 
-    raise typer.Exit(run(load_config(config), workers=workers))
+    settings = load_settings(config)
+    raise typer.Exit(run(hub_config(settings), workers=workers or settings.workers))
 
 
 @app.command("config")

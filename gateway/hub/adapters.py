@@ -1,15 +1,18 @@
-"""The hub's :class:`~gateway.hub.ports.Repository` on SQLAlchemy (async): SQLite (WAL) or PostgreSQL.
+"""The hub's :class:`~gateway.hub.ports.Repository` on :mod:`gateway.store`: its tables, its migrations and
+its blob store, which the rate engine and the web pages read too.
 
-Seam: the project's store (:mod:`gateway.store`, migrations, the lifecycle table in
-:mod:`gateway.lifecycle`) is being built alongside the hub; until it lands this module keeps the hub's
-state in its own ``hub_*`` tables (created at start) with the same guarantees the design asks of the store:
-
-* nothing is acknowledged before it is committed; package bytes up to :data:`INLINE_MAX` are stored in the
-  row (durable with the commit), larger ones as a content-addressed blob, fsynced before the commit;
-* unique constraints, not process memory, keep two hub processes from creating duplicates: a package by
-  its SHA-256 and by ``(sender, DocumentId)``; a status by its SHA-256; an inbox item by its source;
-* every write is one transaction; on PostgreSQL the exchange rows are locked (``FOR UPDATE``) while a
-  status is applied, on SQLite one writer per process is enforced by a lock (SQLite has one writer anyway).
+* The schema comes only from alembic: :func:`open_repository` upgrades the database to the latest
+  migration (``auto_migrate``, the default; several hubs starting at once on PostgreSQL take turns on an
+  advisory lock) or refuses to start when it is behind (``auto_migrate = false``: run
+  ``gateway db upgrade``).
+* Nothing is acknowledged before it is committed: the package bytes go to the blob store (fsynced,
+  renamed into place) before the transaction that refers to them; the ingests of concurrent requests
+  are committed together (:func:`gateway.store.ingest_packages`: one transaction, one sync), which is
+  what lets SQLite's single writer keep up.
+* Unique constraints, not process memory, keep two hub processes from creating duplicates (the store's
+  idempotency keys: the bytes' SHA-256, ``(sender, DocumentId)``, the status message's SHA-256).
+* The directory file is kept in step in the ``agency`` table (:func:`gateway.store.sync_directory`), so
+  the exchanges snapshot the levels the hub routes with; the operator's agencies win over the file.
 """
 
 from __future__ import annotations
@@ -17,22 +20,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import os
+import logging
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy import select, text
 
-from gateway.errors import AuthError, Conflict, NotFound
+from gateway import store
+from gateway.calendar import VN_TZ, HolidaysLike
+from gateway.errors import ConfigError, Conflict, GatewayError, NotFound, RequestError
 from gateway.hub.config import HubConfig
 from gateway.hub.ports import (
     ApplyResult,
-    AttachmentFile,
     InboxItem,
     RecipientTimeline,
     StatusEvent,
@@ -40,721 +42,399 @@ from gateway.hub.ports import (
     StoredPackage,
     Verdict,
 )
-from gateway.trust.directory import Agency
+from gateway.store.db import Database
+from gateway.store.models import CertificatePin, Exchange, Package, PackageRecipient
+from gateway.trust.directory import Agency, Directory
 
-INLINE_MAX = 256 * 1024
-VN = dt.timezone(dt.timedelta(hours=7))
-
-md = sa.MetaData()
-TS = sa.DateTime(timezone=True)
-
-packages = sa.Table(
-    "hub_packages",
-    md,
-    sa.Column("package_id", sa.String(64), primary_key=True),
-    sa.Column("document_id", sa.String(300), nullable=False),
-    sa.Column("sender", sa.String(20), nullable=False),
-    sa.Column("recipients", sa.Text, nullable=False),
-    sa.Column("carriage", sa.String(16), nullable=False),
-    sa.Column("content_type", sa.String(300), nullable=False),
-    sa.Column("size", sa.BigInteger, nullable=False),
-    sa.Column("electronic", sa.Boolean, nullable=False),
-    sa.Column("reason", sa.String(64)),
-    sa.Column("business_doc_type", sa.Integer, nullable=False),
-    sa.Column("paper", sa.Integer, nullable=False),
-    sa.Column("subject", sa.Text),
-    sa.Column("body", sa.LargeBinary),
-    sa.Column("receipt_xml", sa.LargeBinary, nullable=False),
-    sa.Column("received_at", TS, nullable=False),
-    sa.UniqueConstraint("sender", "document_id", name="uq_hub_packages_sender_document"),
-)
-exchanges = sa.Table(
-    "hub_exchanges",
-    md,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("package_id", sa.String(64), sa.ForeignKey("hub_packages.package_id"), nullable=False),
-    sa.Column("recipient", sa.String(20), nullable=False),
-    sa.Column("state", sa.String(24), nullable=False),
-    sa.Column("updated_at", TS, nullable=False),
-    sa.UniqueConstraint("package_id", "recipient", name="uq_hub_exchanges"),
-)
-events = sa.Table(
-    "hub_status_events",
-    md,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("package_id", sa.String(64), nullable=False, index=True),
-    sa.Column("recipient", sa.String(20), nullable=False),
-    sa.Column("code", sa.String(2), nullable=False),
-    sa.Column("state", sa.String(24), nullable=False),
-    sa.Column("by", sa.String(20), nullable=False),
-    sa.Column("description", sa.Text),
-    sa.Column("at", TS, nullable=False),
-    sa.Column("message_sha256", sa.String(64), nullable=False),
-    sa.Column("electronic", sa.Boolean, nullable=False),
-    sa.Column("receipt_xml", sa.LargeBinary, nullable=False),
-    sa.UniqueConstraint("message_sha256", "recipient", name="uq_hub_status_message"),
-)
-inbox = sa.Table(
-    "hub_inbox",
-    md,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("agency", sa.String(20), nullable=False),
-    sa.Column("kind", sa.String(10), nullable=False),
-    sa.Column("source", sa.String(64), nullable=False),
-    sa.Column("package_id", sa.String(64), nullable=False),
-    sa.Column("document_id", sa.String(300), nullable=False),
-    sa.Column("sender", sa.String(20), nullable=False),
-    sa.Column("status_code", sa.String(2)),
-    sa.Column("status_from", sa.String(20)),
-    sa.Column("notice_xml", sa.LargeBinary),
-    sa.Column("created_at", TS, nullable=False),
-    sa.Column("acked_at", TS),
-    sa.UniqueConstraint("agency", "kind", "source", name="uq_hub_inbox_source"),
-    sa.Index("ix_hub_inbox_pending", "agency", "acked_at", "id"),
-)
-paper = sa.Table(
-    "hub_paper_dispatches",
-    md,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("sender", sa.String(20), nullable=False),
-    sa.Column("recipient", sa.String(20), nullable=False),
-    sa.Column("document_id", sa.String(300), nullable=False),
-    sa.Column("sent_on", sa.Date, nullable=False),
-    sa.Column("subject", sa.Text),
-    sa.Column("created_at", TS, nullable=False),
-    sa.UniqueConstraint("sender", "recipient", "document_id", name="uq_hub_paper"),
-)
-agencies = sa.Table(
-    "hub_agencies",
-    md,
-    sa.Column("organ_id", sa.String(20), primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("level", sa.String(16), nullable=False),
-    sa.Column("parent", sa.String(20)),
-    sa.Column("pins", sa.Text, nullable=False, server_default=""),
-)
-node_identities = sa.Table(
-    "hub_node_identities",
-    md,
-    sa.Column("fingerprint", sa.String(64), primary_key=True),
-    sa.Column("organ_id", sa.String(20), primary_key=True),
-)
-
-# --- the lifecycle (DESIGN §4) ------------------------------------------------------------------------
-_CHAIN = ("queued", "arrived", "accepted", "assigned", "in_progress", "done")
-_BY_CODE = {"01": "arrived", "03": "accepted", "04": "assigned", "05": "in_progress", "06": "done"}
-_FINAL = frozenset({"done", "refused", "recalled"})
-
-
-def next_state(state: str, code: str) -> str | None:
-    """The state after ``code`` from ``state``; ``None`` if the lifecycle forbids it."""
-    if code in _BY_CODE:
-        target = _BY_CODE[code]
-        if state not in _CHAIN:
-            return None
-        if state == "queued":  # a recipient confirms arrival (01) before anything else
-            return target if code == "01" else None
-        return target if _CHAIN.index(target) > _CHAIN.index(state) else None
-    if code == "02":
-        return "refused" if state in ("queued", "arrived") else None
-    if code == "13":
-        return "recall_requested" if state in _CHAIN and state != "done" else None
-    if code == "15":
-        return "recalled" if state == "recall_requested" else None
-    if code == "16":
-        return "recall_refused" if state == "recall_requested" else None
-    return None
-
-
-def _state_of(code: str) -> str:
-    return {
-        **_BY_CODE,
-        "02": "refused",
-        "13": "recall_requested",
-        "15": "recalled",
-        "16": "recall_refused",
-    }.get(code, "")
-
-
-def deadline_for(received: dt.datetime, holidays: frozenset[dt.date]) -> dt.datetime:
-    """End of the next working day after receipt (Nghị định 30/2020, Điều 21), in Vietnam time."""
-    day = received.astimezone(VN).date()
-    while True:
-        day += dt.timedelta(days=1)
-        if day.weekday() < 5 and day not in holidays:
-            break
-    return dt.datetime.combine(day, dt.time(23, 59, 59), tzinfo=VN)
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-
+log = logging.getLogger("gateway.hub")
 
 GROUP_MAX = 128
+"""Most ingests committed in one transaction."""
+MIGRATION_LOCK = 0x6C677370  # "lgsp": the PostgreSQL advisory lock hubs take turns on to migrate
+_CODE = re.compile(r"^(?P<number>[^/]{1,32})/(?P<notation>.{1,64})$")
 
 
 @dataclass(slots=True)
 class _Pending:
-    row: dict[str, Any]
-    exchanges: list[dict[str, Any]]
-    inbox: list[dict[str, Any]]
-    future: asyncio.Future[None] | None = None
+    item: store.IngestItem
+    future: asyncio.Future[store.IngestResult]
 
 
-def _settle(item: _Pending, exc: BaseException | None) -> None:
-    if item.future is None or item.future.done():
-        return
-    if exc is None:
-        item.future.set_result(None)
-    else:
-        item.future.set_exception(exc)
+class StoreRepository:
+    """The hub repository over a :class:`~gateway.store.Database` and a :class:`~gateway.store.BlobStore`."""
 
-
-class SqlRepository:
-    """The hub repository over one async engine and a blob folder."""
-
-    def __init__(self, engine: AsyncEngine, config: HubConfig) -> None:
-        self.engine = engine
-        self.config = config
-        self.sqlite = engine.dialect.name == "sqlite"
-        self._write_lock = asyncio.Lock()
-        self._holidays = frozenset(dt.date.fromisoformat(h) for h in config.holidays)
+    def __init__(
+        self,
+        db: Database,
+        blobs: store.BlobStore,
+        *,
+        holidays: Callable[[], HolidaysLike] = lambda: None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.holidays = holidays
+        self.clock = clock
         self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    # --- plumbing ---------------------------------------------------------------------------------
-    @contextlib.asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncConnection]:
-        if self.sqlite:
-            async with self._write_lock, self.engine.begin() as conn:
-                yield conn
-        else:
-            async with self.engine.begin() as conn:
-                yield conn
-
-    def _blob_path(self, sha: str) -> Path:
-        return self.config.blob_dir / sha[:2] / sha[2:4] / sha
-
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
-            await conn.execute(sa.text("SELECT 1"))
+        async with self.db.read() as session:
+            await session.execute(text("SELECT 1"))
 
     # --- packages ---------------------------------------------------------------------------------
     @staticmethod
-    def _stored(row: Any) -> StoredPackage:
+    def _stored(package: Package, recipients: Sequence[str]) -> StoredPackage:
         return StoredPackage(
-            package_id=row.package_id,
-            document_id=row.document_id,
-            sender=row.sender,
-            recipients=tuple(row.recipients.split(",")) if row.recipients else (),
-            receipt_xml=bytes(row.receipt_xml),
-            size=row.size,
-            carriage=row.carriage,
-            content_type=row.content_type,
-            electronic=row.electronic,
-            reason=row.reason,
-            received_at=_aware(row.received_at),
+            package_id=package.sha256,
+            document_id=package.document_id,
+            sender=package.sender_organ_id,
+            recipients=tuple(recipients),
+            receipt_xml=package.receipt,
+            size=package.size,
+            carriage=package.form,
+            content_type=package.content_type or "application/edxml+xml",
+            electronic=package.signature_ok,
+            reason=None if package.signature_ok else package.signature_verdict,
+            received_at=package.received_at,
         )
 
-    _COLS = tuple(c for c in packages.c if c.name != "body")
-
     async def package(self, package_id: str) -> StoredPackage | None:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(sa.select(*self._COLS).where(packages.c.package_id == package_id))
-            ).first()
-        return self._stored(row) if row else None
-
-    async def package_by_document(self, sender: str, document_id: str) -> StoredPackage | None:
-        q = sa.select(*self._COLS).where(packages.c.sender == sender, packages.c.document_id == document_id)
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(q)).first()
-        return self._stored(row) if row else None
-
-    def _write_blob(self, sha: str, source: Path | None, data: bytes | None) -> bool:
-        """Put the bytes at their content address, durably; ``True`` if this call created the file."""
-        target = self._blob_path(sha)
-        if target.exists():
-            return False
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{sha}.{os.getpid()}.tmp")
-        if source is not None:
-            os.replace(source, tmp)
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        else:
-            with open(tmp, "wb") as fh:
-                fh.write(data or b"")
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        return True
+        async with self.db.read() as session:
+            package = (
+                await session.execute(select(Package).where(Package.sha256 == package_id))
+            ).scalar_one_or_none()
+            if package is None:
+                return None
+            recipients = (
+                await session.execute(
+                    select(PackageRecipient.organ_id)
+                    .where(PackageRecipient.package_id == package.id)
+                    .order_by(PackageRecipient.position)  # type: ignore[arg-type]
+                )
+            ).scalars()
+            return self._stored(package, list(recipients))
 
     async def ingest(
         self,
         *,
         verdict: Verdict,
-        package_id: str,
-        size: int,
-        carriage: str,
         content_type: str,
         body_path: Path | None,
         body: bytes | None,
-        attachments: Sequence[AttachmentFile],
         received_at: dt.datetime,
     ) -> tuple[StoredPackage, bool]:
-        inline: bytes | None = None
-        created_blob = False
-        if size <= INLINE_MAX:
-            inline = body if body is not None else Path(body_path or "").read_bytes()
+        record = replace(verdict.record, content_type=content_type)
+        sha = record.sha256
+        # The bytes first, durably: a row never points at nothing (an unreferenced blob is harmless).
+        if body_path is not None:
+            created_blob = await self.blobs.adopt(body_path, sha)
+        elif await self.blobs.exists(sha):
+            created_blob = False
         else:
-            created_blob = await asyncio.to_thread(self._write_blob, package_id, body_path, body)
-        row = {
-            "package_id": package_id,
-            "document_id": verdict.document_id,
-            "sender": verdict.sender,
-            "recipients": ",".join(verdict.recipients),
-            "carriage": carriage,
-            "content_type": content_type,
-            "size": size,
-            "electronic": verdict.electronic,
-            "reason": verdict.reason,
-            "business_doc_type": verdict.business_doc_type,
-            "paper": verdict.paper,
-            "subject": verdict.subject,
-            "body": inline,
-            "receipt_xml": verdict.receipt_xml,
-            "received_at": received_at,
-        }
-        exchange_rows = [
-            {"package_id": package_id, "recipient": r, "state": "queued", "updated_at": received_at}
-            for r in verdict.recipients
-        ]
-        inbox_rows = [
-            {
-                "agency": r,
-                "kind": "package",
-                "source": package_id,
-                "package_id": package_id,
-                "document_id": verdict.document_id,
-                "sender": verdict.sender,
-                "created_at": received_at,
-            }
-            for r in verdict.recipients
-        ]
+            info = await self.blobs.put(body or b"")
+            if info.sha256 != sha:  # pragma: no cover - the spool hashed the same bytes
+                raise AssertionError("the body changed between hashing and storing")
+            created_blob = True
+        item = store.IngestItem(record=record, receipt=verdict.receipt_xml, received_at=received_at)
         try:
-            await self._group_commit(_Pending(row=row, exchanges=exchange_rows, inbox=inbox_rows))
-        except IntegrityError:
-            same = await self.package(package_id)
-            if same is not None:
-                return same, False
-            if created_blob:
-                with contextlib.suppress(FileNotFoundError):
-                    self._blob_path(package_id).unlink()
-            other = await self.package_by_document(verdict.sender, verdict.document_id)
-            raise Conflict(
-                "conflict.document_id",
-                f"{verdict.document_id} was already sent by {verdict.sender} with other content",
-                package_id=other.package_id if other else None,
-            ) from None
-        except BaseException:
-            if created_blob:
-                with contextlib.suppress(FileNotFoundError):
-                    self._blob_path(package_id).unlink()
+            result = await self._group_commit(item)
+        except Exception as exc:
+            if created_blob and (isinstance(exc, Conflict) or await self.package(sha) is None):
+                await self.blobs.delete(sha)  # a refused request stores nothing
             raise
-        stored = StoredPackage(
-            package_id=package_id,
-            document_id=verdict.document_id,
-            sender=verdict.sender,
-            recipients=verdict.recipients,
-            receipt_xml=verdict.receipt_xml,
-            size=size,
-            carriage=carriage,
-            content_type=content_type,
-            electronic=verdict.electronic,
-            reason=verdict.reason,
-            received_at=received_at,
-        )
-        return stored, True
+        return self._stored(result.package, record.recipients), result.created
 
-    async def _group_commit(self, item: _Pending) -> None:
+    async def _group_commit(self, item: store.IngestItem) -> store.IngestResult:
         """Commit ``item`` together with whatever other ingests are waiting (one transaction, one sync).
 
         Under load many requests finish verification while a commit is under way; they are written in
         the next transaction together, so the cost of a commit is shared. Each caller returns only once
-        its rows are committed. If the batch hits a unique constraint (a duplicate), every item of it is
-        retried on its own, so one duplicate fails only its own request.
+        its rows are committed; a duplicate or conflict fails only its own request (the store decides
+        per item).
         """
-        loop = asyncio.get_running_loop()
-        item.future = loop.create_future()
-        self._pending.append(item)
+        pending = _Pending(item=item, future=asyncio.get_running_loop().create_future())
+        self._pending.append(pending)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
-        await item.future
+        return await pending.future
 
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[:GROUP_MAX], self._pending[GROUP_MAX:]
             try:
-                await self._write(batch)
-            except IntegrityError:
-                for one in batch:
-                    try:
-                        await self._write([one])
-                    except Exception as exc:
-                        _settle(one, exc)
-                    else:
-                        _settle(one, None)
-                continue
+                results = await store.ingest_packages(
+                    self.db, [p.item for p in batch], holidays=self.holidays()
+                )
             except Exception as exc:
-                for one in batch:
-                    _settle(one, exc)
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(exc)
                 continue
-            for one in batch:
-                _settle(one, None)
-
-    async def _write(self, batch: list[_Pending]) -> None:
-        async with self._tx() as conn:
-            await conn.execute(packages.insert(), [p.row for p in batch])
-            await conn.execute(exchanges.insert(), [r for p in batch for r in p.exchanges])
-            await conn.execute(inbox.insert(), [r for p in batch for r in p.inbox])
+            for p, result in zip(batch, results, strict=True):
+                if p.future.done():
+                    continue
+                if isinstance(result, GatewayError):
+                    p.future.set_exception(result)
+                else:
+                    p.future.set_result(result)
 
     async def open_package(self, package_id: str) -> Path:
-        """A file with the package bytes (inline rows are materialised into the blob folder on demand)."""
-        path = self._blob_path(package_id)
-        if path.exists():
-            return path
-        async with self.engine.connect() as conn:
-            data = (
-                await conn.execute(sa.select(packages.c.body).where(packages.c.package_id == package_id))
-            ).scalar_one_or_none()
-        if data is None:
+        """The file holding the package bytes (for ``sendfile``)."""
+        path = self.blobs.path_of(package_id)
+        if not await asyncio.to_thread(path.is_file):
             raise NotFound("resource.not_found", "the package bytes are missing")
-        await asyncio.to_thread(self._write_blob, package_id, None, bytes(data))
         return path
 
     # --- inbox -----------------------------------------------------------------------------------
     async def inbox(self, organ_id: str, *, limit: int) -> list[InboxItem]:
-        q = (
-            sa.select(inbox)
-            .where(inbox.c.agency == organ_id, inbox.c.acked_at.is_(None))
-            .order_by(inbox.c.id)
-            .limit(limit)
-        )
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(q)).all()
+        entries = await store.list_inbox(self.db, organ_id, limit=limit, with_notices=True)
         return [
             InboxItem(
-                item_id=r.id,
-                kind=r.kind,
-                package_id=r.package_id,
-                document_id=r.document_id,
-                sender=r.sender,
-                created_at=_aware(r.created_at),
-                status_code=r.status_code,
-                status_from=r.status_from,
-                notice_xml=bytes(r.notice_xml) if r.notice_xml is not None else None,
+                item_id=e.id,
+                kind=e.kind,
+                package_id=e.document_sha256 or "",
+                document_id=e.document_id or "",
+                sender=e.document_sender or "",
+                created_at=e.created_at,
+                status_code=e.status_code,
+                status_from=e.sender if e.kind == "status" else None,
+                notice_xml=e.notice,
             )
-            for r in rows
+            for e in entries
         ]
 
     async def ack(self, organ_id: str, item_ids: Sequence[int]) -> int:
-        if not item_ids:
-            return 0
-        now = dt.datetime.now(dt.UTC)
-        async with self._tx() as conn:
-            result = await conn.execute(
-                inbox.update()
-                .where(inbox.c.agency == organ_id, inbox.c.id.in_(list(item_ids)), inbox.c.acked_at.is_(None))
-                .values(acked_at=now)
-            )
-        return int(result.rowcount or 0)
+        return await store.ack_inbox(self.db, organ_id, item_ids, now=self.clock())
 
     async def inbox_depth(self) -> dict[str, int]:
-        q = (
-            sa.select(inbox.c.agency, sa.func.count())
-            .where(inbox.c.acked_at.is_(None))
-            .group_by(inbox.c.agency)
-        )
-        async with self.engine.connect() as conn:
-            return {a: int(n) for a, n in (await conn.execute(q)).all()}
+        return await store.inbox_depths(self.db)
 
     # --- statuses --------------------------------------------------------------------------------
     async def apply_status(self, *, verdict: StatusVerdict, raw: bytes, at: dt.datetime) -> ApplyResult:
-        async with self._tx() as conn:
-            repeat = (
-                await conn.execute(
-                    sa.select(events.c.receipt_xml, events.c.state).where(
-                        events.c.message_sha256 == verdict.message_sha256
-                    )
-                )
-            ).first()
-            if repeat is not None:
-                return ApplyResult(
-                    state=repeat.state, repeated=True, notified=(), receipt_xml=bytes(repeat[0])
-                )
-            pkg = (
-                await conn.execute(
-                    sa.select(packages.c.package_id, packages.c.sender).where(
-                        packages.c.sender == verdict.document_sender,
-                        packages.c.document_id == verdict.document_id,
-                    )
-                )
-            ).first()
-            if pkg is None:
-                raise NotFound("resource.not_found", f"no exchange for {verdict.document_id}")
-            q = sa.select(exchanges).where(exchanges.c.package_id == pkg.package_id)
-            if not self.sqlite:
-                q = q.with_for_update()
-            rows = (await conn.execute(q)).all()
-            code = verdict.status_code
-            if code == "13":
-                if verdict.sender != pkg.sender:
-                    raise AuthError(
-                        "auth.forbidden", "only the sender of a document may ask to recall it (13)"
-                    )
-                targets = list(rows)
-                notify = [r.recipient for r in rows]
-            else:
-                targets = [r for r in rows if r.recipient == verdict.sender]
-                if not targets:
-                    raise AuthError(
-                        "auth.forbidden", f"{verdict.sender} is not a recipient of {verdict.document_id}"
-                    )
-                notify = [pkg.sender]
-            moves: list[tuple[Any, str]] = []
-            for row in targets:
-                new = next_state(row.state, code)
-                if new is not None:
-                    moves.append((row, new))
-            if not moves:
-                wanted = _state_of(code)
-                if all(r.state == wanted for r in targets):
-                    prior = (
-                        await conn.execute(
-                            sa.select(events.c.receipt_xml)
-                            .where(
-                                events.c.package_id == pkg.package_id,
-                                events.c.code == code,
-                                events.c.by == verdict.sender,
-                            )
-                            .order_by(events.c.id.desc())
-                            .limit(1)
-                        )
-                    ).scalar_one_or_none()
-                    if prior is not None:
-                        return ApplyResult(state=wanted, repeated=True, notified=(), receipt_xml=bytes(prior))
-                states = ", ".join(sorted({r.state for r in targets}))
-                raise Conflict(
-                    "conflict.transition", f"status {code} is not allowed in state {states}", state=states
-                )
-            for row, new in moves:
-                await conn.execute(
-                    exchanges.update().where(exchanges.c.id == row.id).values(state=new, updated_at=at)
-                )
-                await conn.execute(
-                    events.insert().values(
-                        package_id=pkg.package_id,
-                        recipient=row.recipient,
-                        code=code,
-                        state=new,
-                        by=verdict.sender,
-                        description=verdict.description,
-                        at=at,
-                        message_sha256=verdict.message_sha256,
-                        electronic=verdict.electronic,
-                        receipt_xml=verdict.receipt_xml,
-                    )
-                )
-            moved = {row.recipient for row, _ in moves}
-            notify = [a for a in notify if code != "13" or a in moved]
-            for agency in notify:
-                await conn.execute(
-                    inbox.insert().values(
-                        agency=agency,
-                        kind="status",
-                        source=verdict.message_sha256,
-                        package_id=pkg.package_id,
-                        document_id=verdict.document_id,
-                        sender=verdict.document_sender,
-                        status_code=code,
-                        status_from=verdict.sender,
-                        notice_xml=verdict.notice_xml,
-                        created_at=at,
-                    )
-                )
-        return ApplyResult(
-            state=moves[0][1], repeated=False, notified=tuple(notify), receipt_xml=verdict.receipt_xml
+        sent_at = verdict.timestamp
+        if sent_at is not None and sent_at.tzinfo is None:
+            sent_at = sent_at.replace(tzinfo=VN_TZ)  # edXML times are Vietnam time
+        result = await store.apply_status(
+            self.db,
+            document_sender=verdict.document_sender,
+            document_id=verdict.document_id,
+            actor_organ_id=verdict.sender,
+            code=verdict.status_code,
+            message_sha256=verdict.message_sha256,
+            received_at=at,
+            message=raw,
+            sent_at=sent_at,
+            description=verdict.description,
+            forwarded=verdict.notice_xml,
+            receipt=verdict.receipt_xml,
         )
+        state = result.events[0].state_after if result.events else ""
+        if not result.created:  # the same bytes again: the stored receipt, byte for byte
+            receipt = result.message.receipt or verdict.receipt_xml
+            return ApplyResult(state=state, repeated=True, notified=(), receipt_xml=receipt)
+        if not result.changed:  # a repeat or stale code: recorded, not forwarded
+            return ApplyResult(state=state, repeated=True, notified=(), receipt_xml=verdict.receipt_xml)
+        if verdict.sender != verdict.document_sender:
+            notified: tuple[str, ...] = (verdict.document_sender,)
+        else:
+            moved = [e.exchange_id for e in result.events if e.outcome == "applied"]
+            async with self.db.read() as session:
+                notified = tuple(
+                    (
+                        await session.execute(
+                            select(Exchange.recipient_organ_id).where(Exchange.id.in_(moved))  # type: ignore[union-attr]
+                        )
+                    ).scalars()
+                )
+        return ApplyResult(state=state, repeated=False, notified=notified, receipt_xml=verdict.receipt_xml)
 
     async def timeline(self, package_id: str, *, now: dt.datetime) -> list[RecipientTimeline]:
-        async with self.engine.connect() as conn:
-            pkg = (
-                await conn.execute(
-                    sa.select(packages.c.received_at).where(packages.c.package_id == package_id)
-                )
-            ).first()
-            rows = (
-                await conn.execute(
-                    sa.select(exchanges).where(exchanges.c.package_id == package_id).order_by(exchanges.c.id)
-                )
-            ).all()
-            evs = (
-                await conn.execute(
-                    sa.select(events).where(events.c.package_id == package_id).order_by(events.c.id)
-                )
-            ).all()
-        if pkg is None:
+        async with self.db.read() as session:
+            pid = (
+                await session.execute(select(Package.id).where(Package.sha256 == package_id))
+            ).scalar_one_or_none()
+        if pid is None:
             return []
-        deadline = deadline_for(_aware(pkg.received_at), self._holidays)
-        out = []
-        for r in rows:
-            mine = [e for e in evs if e.recipient == r.recipient]
-            confirmed = any(e.code == "01" for e in mine) or r.state not in ("queued", "recall_requested")
-            out.append(
-                RecipientTimeline(
-                    organ_id=r.recipient,
-                    state=r.state,
-                    overdue=not confirmed and now > deadline,
-                    deadline=deadline,
-                    events=tuple(
-                        StatusEvent(
-                            code=e.code, state=e.state, at=_aware(e.at), by=e.by, description=e.description
-                        )
-                        for e in mine
-                    ),
-                )
+        found = await store.timeline(self.db, pid, now=now, holidays=self.holidays())
+        return [
+            RecipientTimeline(
+                organ_id=line.exchange.recipient_organ_id,
+                state=line.exchange.state,
+                overdue=line.overdue,
+                deadline=line.deadline,
+                events=tuple(
+                    StatusEvent(
+                        code=e.code,
+                        state=e.state_after,
+                        at=e.received_at,
+                        by=e.actor_organ_id,
+                        description=e.description,
+                    )
+                    for e in line.events
+                ),
             )
-        return out
+            for line in found.exchanges
+        ]
 
     # --- directory, identities, paper -------------------------------------------------------------
     async def node_identities(self, fingerprint: str) -> frozenset[str]:
-        q = sa.select(node_identities.c.organ_id).where(node_identities.c.fingerprint == fingerprint)
-        async with self.engine.connect() as conn:
-            return frozenset((await conn.execute(q)).scalars().all())
+        return await store.organs_for_node(self.db, fingerprint)
 
     async def add_paper_dispatch(self, *, data: dict[str, Any], at: dt.datetime) -> dict[str, Any]:
-        row = {
-            "sender": data["sender"],
-            "recipient": str(data["recipient"]).strip().upper(),
-            "document_id": data["document_id"],
-            "sent_on": dt.date.fromisoformat(data["sent_on"]),
-            "subject": data.get("subject") if isinstance(data.get("subject"), str) else None,
-            "created_at": at,
+        document_id = str(data["document_id"]).strip()
+        code = _CODE.match(document_id.rsplit(",", 1)[-1].strip())
+        if code is None:
+            raise RequestError(
+                "request.bad", "document_id must end with the number/notation (…,2026/01/05,12/UBND-VP)"
+            )
+        sent_on = dt.date.fromisoformat(data["sent_on"])
+        subject = data.get("subject") if isinstance(data.get("subject"), str) else None
+        record = store.PaperRecord(
+            sender=data["sender"],
+            recipient=str(data["recipient"]).strip().upper(),
+            code_number=code["number"],
+            code_notation=code["notation"],
+            document_date=sent_on,
+            subject=subject,
+        )
+        row, created = await store.add_paper_dispatch(self.db, record, now=at)
+        if not created:
+            raise Conflict("conflict.document_id", "this paper dispatch is already recorded")
+        return {
+            "id": row.id,
+            "sender": record.sender,
+            "recipient": record.recipient,
+            "document_id": document_id,
+            "sent_on": sent_on.isoformat(),
+            "subject": subject,
+            "created_at": row.created_at.isoformat(),
         }
-        try:
-            async with self._tx() as conn:
-                result = await conn.execute(paper.insert().values(**row))
-                new_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
-        except IntegrityError:
-            raise Conflict("conflict.document_id", "this paper dispatch is already recorded") from None
-        return {"id": new_id, **{k: str(v) if isinstance(v, dt.date) else v for k, v in row.items()}}
+
+    async def sync_directory(self, directory: Directory) -> None:
+        """Keep the ``agency`` table in step with the directory file (levels for the rate's snapshots)."""
+        agencies = list(directory)
+        await store.sync_directory(
+            self.db,
+            [
+                store.AgencyRecord(
+                    organ_id=a.organ_id, name=a.name, level=a.level, parent_organ_id=a.parent
+                )
+                for a in agencies
+            ],
+            {a.organ_id: a.pinned_fingerprints for a in agencies},
+            now=self.clock(),
+        )
+
+    async def db_agencies(self) -> tuple[Agency, ...]:
+        agencies = await store.list_agencies(self.db)
+        async with self.db.read() as session:
+            pins: dict[str, list[str]] = {}
+            for organ_id, fingerprint in (
+                await session.execute(
+                    select(CertificatePin.organ_id, CertificatePin.fingerprint).order_by(
+                        CertificatePin.organ_id, CertificatePin.fingerprint
+                    )
+                )
+            ).all():
+                pins.setdefault(organ_id, []).append(fingerprint)
+        return tuple(
+            Agency(
+                organ_id=a.organ_id,
+                name=a.name,
+                level=a.level,
+                parent=a.parent_organ_id,
+                pinned_fingerprints=tuple(pins.get(a.organ_id, ())),
+            )
+            for a in agencies
+            if a.level is not None  # the trust directory routes by level; a row without one cannot route
+        )
 
     async def admin(self, op: str, **kw: Any) -> Any:
+        now = self.clock()
         if op == "db_agencies":
-            async with self.engine.connect() as conn:
-                rows = (await conn.execute(sa.select(agencies).order_by(agencies.c.organ_id))).all()
-            return tuple(
-                Agency(
-                    organ_id=r.organ_id,
-                    name=r.name,
-                    level=r.level,
-                    parent=r.parent,
-                    pinned_fingerprints=tuple(p for p in r.pins.split(",") if p),
-                )
-                for r in rows
-            )
+            return await self.db_agencies()
         if op == "list_node_identities":
-            async with self.engine.connect() as conn:
-                return [
-                    (r.fingerprint, r.organ_id)
-                    for r in (await conn.execute(sa.select(node_identities))).all()
-                ]
-        async with self._tx() as conn:
-            if op in ("put_agency", "add_pin", "remove_pin"):
-                a: Agency = kw["agency"]
-                pins = list(a.pinned_fingerprints)
-                if op == "add_pin" and kw["fingerprint"] not in pins:
-                    pins.append(kw["fingerprint"])
-                removed = False
-                if op == "remove_pin":
-                    norm = [p.lower().replace(":", "") for p in pins]
-                    removed = kw["fingerprint"] in norm
-                    pins = [p for p, n in zip(pins, norm, strict=True) if n != kw["fingerprint"]]
-                values = {"name": a.name, "level": a.level, "parent": a.parent, "pins": ",".join(pins)}
-                done = await conn.execute(
-                    agencies.update().where(agencies.c.organ_id == a.organ_id).values(**values)
-                )
-                if not done.rowcount:
-                    await conn.execute(agencies.insert().values(organ_id=a.organ_id, **values))
-                return removed if op == "remove_pin" else True
-            if op == "delete_agency":
-                return (
-                    await conn.execute(agencies.delete().where(agencies.c.organ_id == kw["organ_id"]))
-                ).rowcount
-            if op == "add_node_identity":
-                with contextlib.suppress(IntegrityError):
-                    async with conn.begin_nested():
-                        await conn.execute(
-                            node_identities.insert().values(
-                                fingerprint=kw["fingerprint"], organ_id=kw["organ_id"]
-                            )
-                        )
-                return True
-            if op == "remove_node_identity":
-                return (
-                    await conn.execute(
-                        node_identities.delete().where(
-                            node_identities.c.fingerprint == kw["fingerprint"],
-                            node_identities.c.organ_id == kw["organ_id"],
-                        )
-                    )
-                ).rowcount
+            return [(n.fingerprint, n.organ_id) for n in await store.list_nodes(self.db)]
+        if op == "put_agency":
+            a: Agency = kw["agency"]
+            record = store.AgencyRecord(
+                organ_id=a.organ_id, name=a.name, level=a.level, parent_organ_id=a.parent, source="admin"
+            )
+            await store.upsert_agency(self.db, record, now=now)
+            for fingerprint in a.pinned_fingerprints:
+                await store.pin_certificate(self.db, a.organ_id, fingerprint, now=now)
+            return True
+        if op == "add_pin":
+            a = kw["agency"]
+            if await store.get_agency(self.db, a.organ_id) is None:
+                await self.admin("put_agency", agency=a)
+            await store.pin_certificate(self.db, a.organ_id, kw["fingerprint"], now=now)
+            return True
+        if op == "remove_pin":
+            return await store.unpin_certificate(self.db, kw["agency"].organ_id, kw["fingerprint"])
+        if op == "delete_agency":
+            return int(await store.remove_agency(self.db, kw["organ_id"]))
+        if op == "add_node_identity":
+            await store.register_node(self.db, kw["fingerprint"], kw["organ_id"], now=now)
+            return True
+        if op == "remove_node_identity":
+            return int(await store.unregister_node(self.db, kw["fingerprint"], kw["organ_id"]))
         raise ValueError(f"unknown admin operation {op!r}")
 
 
-def make_engine(url: str) -> AsyncEngine:
-    """An async engine; SQLite gets WAL, a busy timeout and foreign keys on every connection."""
-    if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+async def prepare_schema(db: Database, *, migrate: bool) -> None:
+    """Bring the schema to the code's migration head, or refuse to go on if it is not there.
 
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_conn: Any, _: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
+    On PostgreSQL the upgrade runs under an advisory lock, so hub processes starting together take
+    turns (the later ones find the schema at head and do nothing).
+    """
+    from gateway.store import migrate as migrations
 
-        return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
-
-
-async def create_schema(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.run_sync(md.create_all)
+    head = migrations.head_revision()
+    if migrate:
+        try:
+            if db.dialect == "postgresql":
+                async with db.engine.connect() as conn:
+                    await conn.execute(text(f"SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+                    try:
+                        await migrations.upgrade_engine(db.engine)
+                    finally:
+                        await conn.execute(text(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+            else:
+                await migrations.upgrade_engine(db.engine)
+        except Exception as exc:
+            if isinstance(exc, GatewayError):
+                raise
+            raise ConfigError(
+                "config.invalid", f"the database schema could not be upgraded to {head}: {exc}"
+            ) from exc
+        return
+    current = await migrations.current_revision_engine(db.engine)
+    if current != head:
+        raise ConfigError(
+            "config.invalid",
+            f"the database schema is at {current or 'nothing'}, this hub needs {head}: "
+            "run `gateway db upgrade` (or set auto_migrate = true)",
+        )
 
 
 @contextlib.asynccontextmanager
 async def open_repository(
-    config: HubConfig, *, clock: Callable[[], dt.datetime] | None = None
-) -> AsyncIterator[SqlRepository]:
-    """Open the engine (creating the hub tables if needed) for the lifetime of the app."""
+    config: HubConfig,
+    *,
+    clock: Callable[[], dt.datetime] | None = None,
+    holidays: Callable[[], HolidaysLike] = lambda: None,
+) -> AsyncIterator[StoreRepository]:
+    """Open the database (migrated, or checked; see :func:`prepare_schema`) for the app's lifetime."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(config.database_url)
+    db = store.open_database(
+        config.database_url, pool_size=config.db_pool_size, busy_timeout_ms=config.sqlite_busy_timeout_ms
+    )
     try:
-        for attempt in range(5):  # several hub processes may create the tables at once
-            try:
-                await create_schema(engine)
-                break
-            except Exception:
-                if attempt == 4:
-                    raise
-                await asyncio.sleep(0.2 * (attempt + 1))
-        yield SqlRepository(engine, config)
+        await prepare_schema(db, migrate=config.auto_migrate)
+        blobs = store.BlobStore(config.blob_dir)
+        await blobs.sweep_temp()
+        yield StoreRepository(db, blobs, holidays=holidays, clock=clock or (lambda: dt.datetime.now(dt.UTC)))
     finally:
-        await engine.dispose()
+        await db.close()

@@ -4,7 +4,7 @@ Everything the handlers use hangs off typed :class:`web.AppKey` entries, created
 order of start and stop is explicit and a failed start unwinds) and never at import time:
 
 1. :data:`RUNTIME` — trust store, directory, TLS holder (:mod:`.runtime`), with a reload poller;
-2. :data:`REPO` — the repository over the database engine (:mod:`.adapters`);
+2. :data:`REPO` — the repository over :mod:`gateway.store` (:mod:`.adapters`), schema migrated or checked;
 3. :data:`POOL` — the verification process pool, sized to the cores and warmed before serving.
 
 :class:`Hub` bundles them for the handlers (``request.app[HUB]``).
@@ -61,7 +61,7 @@ class Hub:
     inbox_events: dict[str, asyncio.Event] = field(default_factory=dict)
     _node_cache: dict[str, tuple[float, frozenset[str]]] = field(default_factory=dict)
 
-    async def run(self, fn: Callable[..., T | worker.Failure], *args: Any) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` in the verification pool; a GatewayError raised there is raised here.
 
         A pool whose process died (killed by the OOM killer, a crash in a C library) is replaced, and
@@ -69,15 +69,12 @@ class Hub:
         """
         loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(self.pool, fn, *args)
+            return await loop.run_in_executor(self.pool, fn, *args)
         except BrokenProcessPool:
             log.error("the verification pool broke; starting a new one")
             old, self.pool = self.pool, make_pool(self.config)
             old.shutdown(wait=False, cancel_futures=True)
             raise
-        if isinstance(result, worker.Failure):
-            raise result.error()
-        return result
 
     async def caller(self, request: web.Request) -> Caller:
         """The authenticated caller, with node identities from the database merged in."""
@@ -161,9 +158,9 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
             while True:
                 await asyncio.sleep(config.reload_interval)
                 try:
-                    runtime.reload()
+                    reloaded = runtime.reload()
                     if REPO in app:
-                        runtime.set_db_agencies(await app[REPO].admin("db_agencies"))
+                        await sync_directory(app[REPO], runtime, file_changed=reloaded)
                     app[METRICS].flush()
                 except Exception:  # the poller must survive a bad file or a database blip
                     log.exception("reload poll failed")
@@ -176,12 +173,21 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
             await poller
 
 
+async def sync_directory(repo: Any, runtime: Runtime, *, file_changed: bool) -> None:
+    """The directory file into the database (when it changed), then the database's agencies (the file's
+    and the operator's, which win) into the runtime's directory."""
+    if file_changed:
+        await repo.sync_directory(runtime.file_directory)
+    runtime.set_db_agencies(await repo.admin("db_agencies"))
+
+
 async def _repo_ctx(app: web.Application) -> AsyncIterator[None]:
     from gateway.hub.adapters import open_repository
 
-    async with open_repository(app[CONFIG], clock=app[CLOCK]) as repo:
+    runtime = app[RUNTIME]
+    async with open_repository(app[CONFIG], clock=app[CLOCK], holidays=lambda: runtime.holidays) as repo:
         app[REPO] = repo
-        app[RUNTIME].set_db_agencies(await repo.admin("db_agencies"))
+        await sync_directory(repo, runtime, file_changed=True)
         yield
 
 
@@ -191,7 +197,7 @@ def make_pool(config: HubConfig) -> ProcessPoolExecutor:
         max_workers=max(1, config.verify_processes),
         mp_context=multiprocessing.get_context("spawn"),
         initializer=worker.init_process,
-        initargs=(str(config.tls_cert), str(config.tls_key)),
+        initargs=tuple(str(p) for p in config.signing_identity()),
     )
 
 
@@ -212,12 +218,13 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
-    from gateway.hub.signing import HubSigner
-
-    signer = HubSigner.load(app[CONFIG].tls_cert, app[CONFIG].tls_key)
     import hashlib
 
     from cryptography.hazmat.primitives.serialization import Encoding
+
+    from gateway.hub.signing import HubSigner
+
+    signer = HubSigner.load(*app[CONFIG].tls_identity())  # the hub's own certificate is an operator
 
     app[HUB] = Hub(
         config=app[CONFIG],

@@ -1,8 +1,9 @@
 """What the hub needs from the settings, as one frozen object.
 
-The project's settings (:mod:`gateway.settings`, pydantic-settings, read once from the environment and a
-TOML file) are the source; :func:`hub_config` picks the hub's part out of them so that the rest of
-:mod:`gateway.hub` depends on this small, typed surface only. Tests build a :class:`HubConfig` directly.
+The project's settings (:class:`gateway.settings.Settings`: pydantic-settings, read once from a TOML file
+and ``GATEWAY_*`` environment variables) are the only source; :func:`hub_config` picks the hub's part out
+of them so that the rest of :mod:`gateway.hub` depends on this small, typed surface only. Tests build a
+:class:`HubConfig` directly. It is picklable: the supervisor hands it to its worker processes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from gateway.errors import ConfigError
+
 DEFAULT_MAX_BODY = 100 * 1024 * 1024
 
 
@@ -20,14 +23,20 @@ class HubConfig:
     database_url: str
     """SQLAlchemy async URL: ``sqlite+aiosqlite:///…`` (default, WAL) or ``postgresql+asyncpg://…``."""
     data_dir: Path
-    """Blobs (content-addressed package bytes and attachments) and temporary uploads live here."""
-    tls_cert: Path
-    """The hub certificate chain (PEM): TLS server identity and receipt signer."""
-    tls_key: Path
-    trust_dir: Path
+    """Blobs (content-addressed package bytes), temporary uploads and metric snapshots live here."""
+    tls_cert: Path | None = None
+    """The hub certificate chain (PEM): TLS server identity (and receipt signer unless ``signing_cert``)."""
+    tls_key: Path | None = None
+    trust_dir: Path = Path("var/trust")
     """Root and intermediate CAs (``*.pem``) and CRLs (``*.crl``): client and signer trust."""
     directory_file: Path | None = None
-    """The agency directory TOML; agencies added through the admin API live in the database."""
+    """The agency directory TOML, kept in step in the database; the operator's agencies win over it."""
+    holidays_file: Path | None = None
+    """The working-day calendar of the overdue rule (:meth:`gateway.calendar.Holidays.load`)."""
+    signing_cert: Path | None = None
+    signing_key: Path | None = None
+    blobs: Path | None = None
+    """The blob store's root; default ``data_dir/blobs``."""
     host: str = "127.0.0.1"
     port: int = 8443
     max_body: int = DEFAULT_MAX_BODY
@@ -43,52 +52,69 @@ class HubConfig:
     spool_threshold: int = 1 << 20
     read_timeout: float = 60.0
     metrics_dir: Path | None = None
-    holidays: tuple[str, ...] = ()
-    """Public holidays (ISO dates) for the overdue rule, on top of weekends."""
+    db_pool_size: int = 10
+    sqlite_busy_timeout_ms: int = 30_000
+    auto_migrate: bool = True
+    """Upgrade the schema to the latest migration at start; if False, refuse to start when it is behind."""
 
     def with_(self, **changes: Any) -> HubConfig:
         return replace(self, **changes)
 
     @property
     def blob_dir(self) -> Path:
-        return self.data_dir / "blobs"
+        return self.blobs or self.data_dir / "blobs"
 
     @property
     def tmp_dir(self) -> Path:
+        """Uploads are spooled here; on the blob store's filesystem, so a body is renamed, not copied."""
         return self.data_dir / "tmp"
+
+    def tls_identity(self) -> tuple[Path, Path]:
+        """The TLS certificate and key; serving without them is a configuration error."""
+        if self.tls_cert is None or self.tls_key is None:
+            raise ConfigError("config.invalid", "the hub needs tls_cert and tls_key to serve")
+        return self.tls_cert, self.tls_key
+
+    def signing_identity(self) -> tuple[Path, Path]:
+        """What receipts are signed with: ``signing_cert``/``signing_key``, else the TLS identity."""
+        if self.signing_cert is not None and self.signing_key is not None:
+            return self.signing_cert, self.signing_key
+        return self.tls_identity()
 
 
 def hub_config(settings: Any) -> HubConfig:
-    """Pick the hub's configuration from the project settings (or pass a :class:`HubConfig` through)."""
+    """The hub's part of :class:`gateway.settings.Settings` (a :class:`HubConfig` passes through)."""
     if isinstance(settings, HubConfig):
         return settings
-    hub = getattr(settings, "hub", settings)
-
-    def get(name: str, default: Any = None) -> Any:
-        for source in (hub, settings):
-            value = getattr(source, name, None)
-            if value is not None:
-                return value
-        return default
-
-    data_dir = Path(get("data_dir", "data"))
     return HubConfig(
-        database_url=str(get("database_url", f"sqlite+aiosqlite:///{data_dir / 'gateway.db'}")),
-        data_dir=data_dir,
-        tls_cert=Path(get("tls_cert", "certs/dev/hub.crt")),
-        tls_key=Path(get("tls_key", "certs/dev/hub.key")),
-        trust_dir=Path(get("trust_dir", "certs/dev/trust")),
-        directory_file=Path(d) if (d := get("directory_file")) else None,
-        host=str(get("host", "127.0.0.1")),
-        port=int(get("port", 8443)),
-        max_body=int(get("max_body", get("max_body_bytes", DEFAULT_MAX_BODY))),
-        lenient_legacy=bool(get("lenient_legacy", False)),
-        admin_fingerprints=tuple(
-            str(f).lower().replace(":", "") for f in get("admin_fingerprints", ()) or ()
-        ),
-        verify_processes=int(get("verify_processes", os.cpu_count() or 1)),
-        reload_interval=float(get("reload_interval", 5.0)),
-        long_poll_max=float(get("long_poll_max", 30.0)),
-        metrics_dir=Path(m) if (m := get("metrics_dir")) else None,
-        holidays=tuple(str(h) for h in get("holidays", ()) or ()),
+        database_url=settings.database_url,
+        data_dir=settings.data_dir,
+        tls_cert=settings.tls_cert,
+        tls_key=settings.tls_key,
+        trust_dir=settings.trust_dir,
+        directory_file=settings.directory_file,
+        holidays_file=settings.holidays_file,
+        signing_cert=settings.signing_cert,
+        signing_key=settings.signing_key,
+        blobs=settings.blob_dir,
+        host=settings.host,
+        port=settings.port,
+        max_body=settings.max_body_bytes,
+        lenient_legacy=settings.lenient_legacy,
+        admin_fingerprints=settings.admin_fingerprints,
+        verify_processes=settings.verify_processes,
+        reload_interval=settings.reload_interval,
+        long_poll_max=settings.long_poll_max,
+        read_timeout=settings.request_timeout_s,
+        metrics_dir=settings.metrics_dir,
+        db_pool_size=settings.db_pool_size,
+        sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        auto_migrate=settings.auto_migrate,
     )
+
+
+def load_config(path: Path | None = None, /, **overrides: Any) -> HubConfig:
+    """Read the settings once (overrides > ``GATEWAY_*`` environment > TOML file > defaults) for the hub."""
+    from gateway.settings import load_settings
+
+    return hub_config(load_settings(path, **overrides))

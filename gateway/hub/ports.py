@@ -1,7 +1,9 @@
 """The seam between the hub's HTTP layer and the layers below it (store, verification).
 
 Handlers speak only to :class:`Repository` and take :class:`Verdict` objects from the verification pool;
-:mod:`gateway.hub.adapters` binds them to :mod:`gateway.store` and :mod:`gateway.verification`. Keeping the
+:mod:`gateway.hub.adapters` binds the repository to :mod:`gateway.store` (its tables, migrations and blob
+store, shared with the rate engine and the web pages), :mod:`gateway.hub.worker` the verdicts to
+:mod:`gateway.verification`. Keeping the
 surface this small is what lets the HTTP layer be read (and tested) without the storage details.
 
 Every value crossing the seam is a frozen, keyword-only dataclass of plain data (picklable, so a verdict can
@@ -12,20 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AttachmentFile:
-    """An attachment received as a multipart part: already on disk in the hub's temp folder, hashed."""
-
-    content_id: str
-    path: Path
-    size: int
-    sha256: str
-    content_type: str | None = None
+from gateway.store.packages import PackageRecord
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,24 +28,15 @@ class Verdict:
     document_id: str
     sender: str
     recipients: tuple[str, ...]
-    business_doc_type: int
-    paper: int
     electronic: bool
     """The signature was valid, trusted and bound to the sender (DESIGN §5 condition 1)."""
     reason: str | None = None
     """Why not electronic (lenient mode): the rejection code the strict path would have given."""
-    signer_fingerprint: str | None = None
-    signed_at: dt.datetime | None = None
-    subject: str | None = None
-    code_number: str | None = None
-    code_notation: str | None = None
-    promulgation_date: dt.date | None = None
-    priority: int | None = None
-    due_date: dt.date | None = None
+    record: PackageRecord
+    """What the store keeps, read from the signed content (``signature_verdict`` is ``valid`` or the
+    reason); the hub adds the Content-Type the bytes came with."""
     receipt_xml: bytes = b""
     """The signed hub receipt, prepared in the worker with every recipient ``queued``."""
-    model: Any = field(default=None, compare=False, repr=False)
-    """The parsed :class:`~gateway.edxml.model.DocumentPackage` (from the signed content)."""
     verify_seconds: float = 0.0
 
 
@@ -76,7 +60,6 @@ class StatusVerdict:
     """The signed hub receipt for the poster (``Result="applied"``; a repeat answers the stored one)."""
     notice_xml: bytes = b""
     """The signed status notice for the other side's inbox, carrying the original status."""
-    model: Any = field(default=None, compare=False, repr=False)
     verify_seconds: float = 0.0
 
 
@@ -134,9 +117,9 @@ class RecipientTimeline:
 class ApplyResult:
     state: str
     repeated: bool
+    """The same status was already applied (or changed nothing): answered 200 with the stored receipt."""
     notified: tuple[str, ...]
     """Agencies whose inbox got the notice."""
-    """The same status was already applied: nothing changed, the answer is the stored one."""
     receipt_xml: bytes
 
 
@@ -147,22 +130,17 @@ class Repository(Protocol):
 
     async def package(self, package_id: str) -> StoredPackage | None: ...
 
-    async def package_by_document(self, sender: str, document_id: str) -> StoredPackage | None: ...
-
     async def ingest(
         self,
         *,
         verdict: Verdict,
-        package_id: str,
-        size: int,
-        carriage: str,
         content_type: str,
         body_path: Path | None,
         body: bytes | None,
-        attachments: Sequence[AttachmentFile],
         received_at: dt.datetime,
     ) -> tuple[StoredPackage, bool]:
-        """Store package, exchanges, inbox items and receipt in one transaction; ``(stored, created)``.
+        """Store the bytes (a blob, fsynced) then package, exchanges, inbox items and receipt in one
+        transaction (grouped with concurrent ingests); ``(stored, created)``.
 
         The same bytes already stored: ``(existing, False)``. The same ``(sender, DocumentId)`` with other
         bytes: raises ``Conflict("conflict.document_id")``. Unique constraints decide, not process memory.
@@ -191,5 +169,9 @@ class Repository(Protocol):
     async def node_identities(self, fingerprint: str) -> frozenset[str]: ...
 
     async def add_paper_dispatch(self, *, data: dict[str, Any], at: dt.datetime) -> dict[str, Any]: ...
+
+    async def sync_directory(self, directory: Any) -> None:
+        """Keep the stored agencies in step with the directory file (the operator's rows win)."""
+        ...
 
     async def admin(self, op: str, **kwargs: Any) -> Any: ...

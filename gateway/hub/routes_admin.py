@@ -34,8 +34,10 @@ def _fingerprint(value: object) -> str:
         raise RequestError("request.bad", f"not a SHA-256 fingerprint: {value!r}") from None
 
 
-async def _refresh(hub: Hub) -> None:
-    hub.runtime.set_db_agencies(await hub.repo.admin("db_agencies"))
+async def _refresh(hub: Hub, *, file_changed: bool = False) -> None:
+    from gateway.hub.app import sync_directory
+
+    await sync_directory(hub.repo, hub.runtime, file_changed=file_changed)
 
 
 @routes.put("/v1/admin/agencies/{organ_id}")
@@ -141,7 +143,7 @@ async def post_reload(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     await hub.admin(request)
     swapped = hub.runtime.reload(force=True)
-    await _refresh(hub)
+    await _refresh(hub, file_changed=swapped)
     return web.json_response(
         {"reloaded": swapped, "generation": hub.runtime.generation, "error": hub.runtime.last_error}
     )

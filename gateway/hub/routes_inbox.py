@@ -125,7 +125,7 @@ async def _status(hub: Hub, request: web.Request) -> web.Response:
     spool = await body.receive(request, limit=limit, tmp_dir=hub.config.tmp_dir, spool_threshold=limit)
     data = spool.read()
     at = hub.clock()
-    verdict = await hub.run(worker.run_verify_status, hub.job(at=at, data=data, sha256=spool.sha256))
+    verdict = await hub.run(worker.verify_status, hub.job(at=at, data=data, sha256=spool.sha256))
     hub.metrics.observe_verification(verdict.verify_seconds)
     if not may_act_for(caller, verdict.sender):
         raise AuthError(

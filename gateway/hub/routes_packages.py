@@ -146,19 +146,15 @@ async def post_package(request: web.Request) -> web.Response:
                 carriage="multipart",
                 attachments=tuple((p.content_id, p.size, p.sha256) for p in parts.parts),  # type: ignore[attr-defined]
             )
-        verdict = await hub.run(worker.run_verify_document, job)
+        verdict = await hub.run(worker.verify_document, job)
         hub.metrics.observe_verification(verdict.verify_seconds)
         _check_sender(hub, caller, verdict.sender)
         _check_recipients(hub, verdict.recipients)
         stored, created = await hub.repo.ingest(
             verdict=verdict,
-            package_id=spool.sha256,
-            size=spool.size,
-            carriage=carriage,
             content_type=request.headers.get("Content-Type", "application/edxml+xml"),
             body_path=spool.path,
             body=spool.data,
-            attachments=(),
             received_at=at,
         )
     finally:

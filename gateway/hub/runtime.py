@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from gateway.calendar import Holidays
 from gateway.hub.config import HubConfig
 from gateway.hub.tls import TlsContextHolder, server_context
 from gateway.trust.directory import Agency, Directory
@@ -38,7 +39,7 @@ def _stamp(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
 
 
 class Runtime:
-    """Current trust store, file directory, database agencies and TLS context of one hub process."""
+    """Current trust store, file directory, database agencies, holidays and TLS context of one hub process."""
 
     def __init__(self, config: HubConfig, *, clock: Callable[[], dt.datetime]) -> None:
         self.config = config
@@ -48,16 +49,32 @@ class Runtime:
         self.file_directory: Directory = (
             Directory.load(config.directory_file) if config.directory_file else Directory.of([])
         )
+        self.holidays: Holidays = self._load_holidays()
         self.db_agencies: tuple[Agency, ...] = ()
         self.directory: Directory = self.file_directory
         self.tls: TlsContextHolder | None = None
         self._stamp = self._current_stamp()
         self.last_error: str | None = None
 
+    def _load_holidays(self) -> Holidays:
+        """The overdue rule's calendar; without a file, weekends only (logged: the operator must keep it)."""
+        path = self.config.holidays_file
+        if path is None or not path.is_file():
+            if path is not None:
+                log.warning("no holiday calendar at %s: the overdue rule skips weekends only", path)
+            return Holidays.of(None)
+        return Holidays.load(path)
+
     def _watched(self) -> list[Path]:
-        paths = [self.config.trust_dir, self.config.tls_cert, self.config.tls_key]
-        if self.config.directory_file:
-            paths.append(self.config.directory_file)
+        paths = [self.config.trust_dir]
+        for extra in (
+            self.config.tls_cert,
+            self.config.tls_key,
+            self.config.directory_file,
+            self.config.holidays_file,
+        ):
+            if extra is not None:
+                paths.append(extra)
         return paths
 
     def _current_stamp(self) -> tuple[tuple[str, int, int], ...]:
@@ -70,9 +87,10 @@ class Runtime:
 
     def _tls_context(self, trust: TrustStore | None = None) -> object:
         store = trust or self.trust
+        cert_file, key_file = self.config.tls_identity()
         return server_context(
-            cert_file=self.config.tls_cert,
-            key_file=self.config.tls_key,
+            cert_file=cert_file,
+            key_file=key_file,
             ca_certs=[*store.roots, *store.intermediates],
             crls=store.crls,
         )
@@ -104,12 +122,14 @@ class Runtime:
                 Directory.load(self.config.directory_file) if self.config.directory_file else Directory.of([])
             )
             tls_ctx = self._tls_context(trust) if self.tls is not None else None
+            holidays = self._load_holidays()
         except Exception as exc:
             self.last_error = str(exc)
             log.error("reload failed, keeping the previous trust store and directory: %s", exc)
             self._stamp = stamp
             return False
         self.trust = trust
+        self.holidays = holidays
         self.file_directory = directory
         self._compose()
         if self.tls is not None and tls_ctx is not None:

@@ -6,8 +6,9 @@ blob folder (PostgreSQL is required for N > 1: SQLite has one writer). A supervi
 workers, restarts one that dies, and passes SIGHUP (reload trust anchors, CRLs and the directory now) and
 SIGTERM/SIGINT (graceful stop) on to them. Each worker also polls the files every ``reload_interval``.
 
-Configuration: a TOML file whose ``[hub]`` table holds the fields of :class:`~gateway.hub.config.HubConfig`
-(relative paths are relative to the file), then ``GATEWAY_HUB_<FIELD>`` environment variables on top.
+Configuration: :class:`gateway.settings.Settings`, read once: a TOML file (``--config``, else
+``$GATEWAY_CONFIG``, else ``config/hub.toml``), then ``GATEWAY_<FIELD>`` environment variables on top
+(:func:`gateway.hub.config.load_config`).
 """
 
 from __future__ import annotations
@@ -21,65 +22,17 @@ import signal
 import socket
 import sys
 import time
-import tomllib
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from gateway.errors import ConfigError
-from gateway.hub.config import HubConfig
+from gateway.hub.config import HubConfig, hub_config, load_config
+
+__all__ = ["load_config", "main", "serve"]
 
 log = logging.getLogger("gateway.hub")
-
-_PATH_FIELDS = {"data_dir", "tls_cert", "tls_key", "trust_dir", "directory_file", "metrics_dir"}
-_TUPLE_FIELDS = {"admin_fingerprints", "holidays"}
-
-
-def load_config(path: Path | None = None, *, env: dict[str, str] | None = None) -> HubConfig:
-    """Read the ``[hub]`` table of ``path`` (if given) and ``GATEWAY_HUB_*`` variables into a HubConfig."""
-    env = dict(os.environ if env is None else env)
-    values: dict[str, Any] = {}
-    base = Path.cwd()
-    if path is not None:
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError("config.invalid", f"cannot read {path}: {exc}") from exc
-        values.update(data.get("hub", data))
-        base = Path(path).resolve().parent
-    known = {f.name: f for f in fields(HubConfig)}
-    for name in known:
-        raw = env.get(f"GATEWAY_HUB_{name.upper()}")
-        if raw is not None:
-            values[name] = [v for v in raw.split(",") if v] if name in _TUPLE_FIELDS else raw
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError("config.invalid", f"unknown hub settings: {', '.join(unknown)}")
-    out: dict[str, Any] = {}
-    for name, value in values.items():
-        kind = known[name].type
-        if name in _PATH_FIELDS:
-            p = Path(str(value))
-            out[name] = p if p.is_absolute() else base / p
-        elif name in _TUPLE_FIELDS:
-            out[name] = tuple(
-                str(v).lower().replace(":", "") if name == "admin_fingerprints" else str(v) for v in value
-            )
-        elif "bool" in str(kind):
-            out[name] = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
-        elif "int" in str(kind):
-            out[name] = int(value)
-        elif "float" in str(kind):
-            out[name] = float(value)
-        else:
-            out[name] = str(value)
-    for required in ("database_url", "data_dir", "tls_cert", "tls_key", "trust_dir"):
-        if required not in out:
-            raise ConfigError("config.invalid", f"the hub setting {required!r} is missing")
-    return HubConfig(**out)
-
 
 def _listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -124,6 +77,7 @@ def _worker_main(config: HubConfig, reuse_port: bool, ready: Any) -> None:
 
 def serve(config: HubConfig, *, workers: int = 1) -> int:
     """Run the hub until SIGTERM/SIGINT; prints ``ready`` on stdout once every worker listens."""
+    config.tls_identity()  # refuse at once, not in a worker
     if workers > 1 and config.database_url.startswith("sqlite"):
         raise ConfigError("config.invalid", "several workers need PostgreSQL (SQLite has one writer)")
     if config.metrics_dir is None:
@@ -186,10 +140,14 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="gateway hub serve")
     parser.add_argument("--config", type=Path, default=None)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args(argv)
     try:
-        return serve(load_config(args.config), workers=args.workers)
+        from gateway.settings import load_settings
+
+        settings = load_settings(args.config)
+        workers = args.workers if args.workers is not None else settings.workers
+        return serve(hub_config(settings), workers=workers)
     except ConfigError as exc:
         print(f"error {exc.code}: {exc.detail}", file=sys.stderr)
         return 1

@@ -7,11 +7,13 @@ generation is older reloads the folder. This is per-process cache, not applicati
 objects live in the app (:mod:`gateway.hub.app`).
 
 Jobs and results are plain picklable dataclasses (:mod:`gateway.hub.ports`); a rejection travels back as
-the :class:`~gateway.errors.GatewayError` itself (picklable: it is re-raised in the hub process).
+the :class:`~gateway.errors.GatewayError` itself, raised here and re-raised in the hub process (it pickles
+with its code and extra fields, see ``GatewayError.__reduce__``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import time
@@ -22,39 +24,7 @@ from typing import Any
 from gateway.errors import GatewayError, SignatureError, TrustError
 from gateway.hub import receipts
 from gateway.hub.ports import StatusVerdict, Verdict
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Failure:
-    """A GatewayError carried back from a pool process.
-
-    ``GatewayError`` with extra fields does not survive pickling (its ``__init__`` takes the code, while
-    pickle passes the message), and an unpicklable result breaks the whole pool; so errors travel as data.
-    """
-
-    module: str
-    cls: str
-    code: str
-    detail: str
-    extra: dict[str, Any]
-
-    @classmethod
-    def of(cls, exc: GatewayError) -> Failure:
-        return cls(
-            module=type(exc).__module__,
-            cls=type(exc).__qualname__,
-            code=exc.code,
-            detail=exc.detail,
-            extra={
-                k: v for k, v in exc.extra.items() if isinstance(v, str | int | float | bool | list | None)
-            },
-        )
-
-    def error(self) -> GatewayError:
-        import importlib
-
-        kind = getattr(importlib.import_module(self.module), self.cls, GatewayError)
-        return kind(self.code, self.detail, **self.extra)  # type: ignore[no-any-return]
+from gateway.store.packages import PackageRecord
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -198,6 +168,19 @@ def verify_document(job: Job) -> Verdict:
     recipients = tuple(o.organ_id.upper() for o in header.to)
     sender = header.from_.organ_id.upper()
     electronic = reason is None
+    record = dataclasses.replace(
+        PackageRecord.from_message(
+            message,
+            sha256=job.sha256,
+            size=job.size,
+            form="multipart" if job.carriage == "multipart" else "single",
+            signature_verdict=reason or "valid",
+            signer_fingerprint=signer_fp,
+            attachments=(),  # the body is kept whole, as one blob; its parts are not stored apart
+        ),
+        sender=sender,
+        recipients=recipients,
+    )
     receipt = receipts.Receipt(
         kind="package",
         hub=_STATE.hub_name,
@@ -212,26 +195,14 @@ def verify_document(job: Job) -> Verdict:
         verdict="verified" if electronic else reason or "unverified",
         recipients=receipts.recipients_queued(recipients),
     )
-    code = header.code
-    promulgation = header.promulgation_info
     return Verdict(
         document_id=document_id,
         sender=sender,
         recipients=recipients,
-        business_doc_type=bussiness.bussiness_doc_type,
-        paper=bussiness.paper,
         electronic=electronic,
         reason=reason,
-        signer_fingerprint=signer_fp,
-        signed_at=job.at,
-        subject=header.subject,
-        code_number=code.code_number if code else None,
-        code_notation=code.code_notation if code else None,
-        promulgation_date=promulgation.promulgation_date if promulgation else None,
-        priority=header.other_info.priority if header.other_info else None,
-        due_date=header.due_date,
+        record=record,
         receipt_xml=_STATE.signer.sign(receipts.build_receipt(receipt)),
-        model=message,
         verify_seconds=time.perf_counter() - started,
     )
 
@@ -286,22 +257,5 @@ def verify_status(job: Job) -> StatusVerdict:
         message_sha256=sha,
         receipt_xml=_STATE.signer.sign(receipts.build_receipt(receipt)),
         notice_xml=_STATE.signer.sign(receipts.build_receipt(notice)),
-        model=message,
         verify_seconds=time.perf_counter() - started,
     )
-
-
-def run_verify_document(job: Job) -> Verdict | Failure:
-    """Pool entry point: :func:`verify_document` with errors carried as :class:`Failure`."""
-    try:
-        return verify_document(job)
-    except GatewayError as exc:
-        return Failure.of(exc)
-
-
-def run_verify_status(job: Job) -> StatusVerdict | Failure:
-    """Pool entry point: :func:`verify_status` with errors carried as :class:`Failure`."""
-    try:
-        return verify_status(job)
-    except GatewayError as exc:
-        return Failure.of(exc)
