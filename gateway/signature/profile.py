@@ -34,6 +34,7 @@ from functools import lru_cache
 from typing import Literal
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from lxml import etree
@@ -423,7 +424,7 @@ def _leaf(certs: list[_Cert]) -> _Cert:
 def _check_key(cert: x509.Certificate, signature_method: str) -> None:
     try:
         key = cert.public_key()
-    except (ValueError, TypeError) as exc:  # unsupported or malformed key in an otherwise readable cert
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # a key of an unknown or malformed type
         raise SignatureError(
             "signature.bad_certificate", f"the certificate's key cannot be read: {exc}"
         ) from exc

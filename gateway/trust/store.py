@@ -37,7 +37,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.verification import (
@@ -470,7 +470,12 @@ _EE_POLICY = ExtensionPolicy.permit_all()
 
 
 def _check_key(cert: x509.Certificate) -> None:
-    key = cert.public_key()
+    try:
+        key = cert.public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # a key of an unknown or malformed type
+        raise SignatureError(
+            "signature.bad_certificate", f"the certificate's key cannot be read: {exc}"
+        ) from exc
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < 2048:
             raise SignatureError(
