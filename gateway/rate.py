@@ -463,6 +463,8 @@ class ExchangeReason:
     signature_ok: bool | None
     subject: str | None
     source: str | None = None
+    verdict: str | None = None
+    """The package's signature verdict (``valid`` or the error code, e.g. ``certificate.revoked``)."""
 
     def reason_in(self, lang: Lang = "vi") -> str:
         return self.reason_vi if lang == "vi" else self.reason
@@ -490,6 +492,7 @@ class ExchangeReason:
             "signature_ok": self.signature_ok,
             "subject": self.subject,
             "source": self.source,
+            "verdict": self.verdict,
             "reason": self.reason,
             "reason_vi": self.reason_vi,
         }

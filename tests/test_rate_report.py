@@ -212,6 +212,9 @@ async def test_drill_down_reasons(loaded: Database, data: Dataset) -> None:
         assert (item.state, item.paper, item.signature_ok) == (e.state, e.paper, e.signature_ok)
         assert item.received_at == e.received_at
         assert item.package_id == e.package_id
+        assert item.verdict in ("valid", "signature.invalid")
+        flagged = not e.signature_ok and item.verdict == "signature.invalid"
+        assert ("[signature.invalid]" in item.reason) is flagged
 
 
 async def test_monthly_series(loaded: Database, data: Dataset) -> None:

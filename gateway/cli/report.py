@@ -293,6 +293,7 @@ EXCHANGE_COLUMNS = (
     "signature_ok",
     "subject",
     "source",
+    "verdict",
     "reason",
 )
 

@@ -456,6 +456,7 @@ async def exchanges_report(
                     PK.code_notation,
                     PK.subject,
                     PK.promulgation_date,
+                    PK.signature_verdict,
                     bucket_case().label("bucket"),
                 )
                 .select_from(Exchange.__table__.join(Package.__table__, PK.id == E.package_id))
@@ -468,6 +469,8 @@ async def exchanges_report(
                     "state": r["state"],
                     "previous_state": r["previous_state"],
                 }
+                verdict = r["signature_verdict"]
+                verdict_note = f" [{verdict}]" if not facts["signature_ok"] and verdict != "valid" else ""
                 found[(0, r["id"])] = ExchangeReason(
                     exchange_id=r["id"],
                     package_id=r["package_id"],
@@ -483,9 +486,10 @@ async def exchanges_report(
                     received_at=r["created_at"],
                     document_date=r["promulgation_date"],
                     bucket=Bucket(r["bucket"]),
-                    reason=explain(**facts, lang="en"),
-                    reason_vi=explain(**facts, lang="vi"),
+                    reason=explain(**facts, lang="en") + verdict_note,
+                    reason_vi=explain(**facts, lang="vi") + verdict_note,
                     subject=r["subject"],
+                    verdict=r["signature_verdict"],
                     **facts,
                 )
         for chunk in _chunks(pa_ids):
