@@ -12,7 +12,9 @@ Benchmarks:
 * ``multipart``: :mod:`bench.multipart_stream` as a subprocess (reader vs SHA-256 throughput, then the
   memory of streaming a large body); its printed figures are parsed;
 * ``hub``: :func:`run_hub`, the hook for ``bench/hub_ingest.py`` (written separately): ``run() -> dict``
-  if it has one, else ``python -m bench.hub_ingest --json``; skipped while the module does not exist.
+  if it has one, else ``python -m bench.hub_ingest --json``; skipped while the module does not exist;
+* ``rate``: :mod:`bench.rate` (the rate by level pair and month over 1,000,000 exchanges beside a bare
+  ``count(*)``, on PostgreSQL and SQLite).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 README = ROOT / "README.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-NAMES = ("core", "multipart", "hub")
+NAMES = ("core", "multipart", "hub", "rate")
 
 
 def machine() -> dict[str, Any]:
@@ -145,10 +147,18 @@ def run_hub(quick: bool) -> dict[str, Any]:
     return {"name": "hub", **data} if isinstance(data, dict) else {"name": "hub", "figures": data}
 
 
+def run_rate(quick: bool) -> dict[str, Any]:
+    """bench/rate.py: the rate by level pair and month over 1,000,000 exchanges beside ``count(*)``."""
+    from bench import rate
+
+    return rate.run(quick=quick)
+
+
 BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "core": run_core,
     "multipart": run_multipart,
     "hub": run_hub,
+    "rate": run_rate,
 }
 
 
@@ -198,6 +208,9 @@ def readme_section() -> str:
             summary = hub.get("markdown") or hub.get("summary")
             if isinstance(summary, str):
                 lines += ["", summary]
+    rate = _load("rate")
+    if rate is not None and isinstance(rate.get("markdown"), str):
+        lines += ["", "**Electronic-exchange rate** (`bench/rate.py`): " + rate["markdown"]]
     return "\n".join(lines)
 
 
