@@ -49,3 +49,59 @@ def test_the_trust_store_refuses_such_a_certificate_with_a_code(pki) -> None:
     with pytest.raises(GatewayError) as info:
         pki.store.validate(cert, at=pki.province_rsa.cert.not_valid_before_utc)
     assert info.value.code == "signature.bad_certificate"
+
+
+BASIC_CONSTRAINTS = bytes.fromhex("0603551d130101ff04023000")
+"""basicConstraints, critical, value ``SEQUENCE {}`` (cA false): the extension as pki.py writes it."""
+
+
+def _malformed_extension(cert: x509.Certificate) -> str:
+    """The certificate with the basicConstraints value's SEQUENCE tag turned into an application tag.
+
+    The certificate still loads (cryptography parses extension values lazily); reading its extensions
+    fails. Neither the package signature (KeyInfo is outside SignedInfo) nor anything before the trust
+    store looks at extensions, so such a certificate reaches ``TrustStore.validate``.
+    """
+    der = cert.public_bytes(Encoding.DER)
+    assert der.count(BASIC_CONSTRAINTS) == 1
+    broken = BASIC_CONSTRAINTS[:-2] + b"\x70\x00"
+    return base64.b64encode(der.replace(BASIC_CONSTRAINTS, broken)).decode()
+
+
+@pytest.mark.parametrize("engine", ["c14n", "signxml"])
+def test_a_certificate_with_a_malformed_extension_is_unreadable_not_a_crash(pki, engine) -> None:
+    """Found by the fuzzer (one bit flipped in an extension): cryptography raised ValueError from
+    ``cert.extensions`` inside the trust store's path building."""
+    s = pki.province_rsa
+    signed = sign_message(package(), key=s.key, cert=s.cert, chain=s.chain)
+    data = dump(set_certificates(tree(signed), [_malformed_extension(s.cert), *s.chain]))
+    with pytest.raises(GatewayError) as info:
+        verify_signature(data, engine=engine)
+    assert info.value.code == "signature.bad_certificate"
+    assert inspect_package(data, trust=pki.store).code == "signature.bad_certificate"
+
+
+def test_the_trust_store_refuses_a_certificate_with_a_malformed_extension(pki) -> None:
+    cert = x509.load_der_x509_certificate(base64.b64decode(_malformed_extension(pki.province_rsa.cert)))
+    with pytest.raises(GatewayError) as info:
+        pki.store.validate(cert, at=pki.province_rsa.cert.not_valid_before_utc, organ_id="000.00.00.H53")
+    assert info.value.code == "signature.bad_certificate"
+    intermediate = x509.load_der_x509_certificate(
+        base64.b64decode(_malformed_extension_ca(pki.intermediate.cert))
+    )
+    with pytest.raises(GatewayError) as info:
+        pki.store.validate(
+            pki.province_rsa.cert,
+            at=pki.province_rsa.cert.not_valid_before_utc,
+            extra_intermediates=[intermediate],
+        )
+    assert info.value.code == "signature.bad_certificate"
+
+
+def _malformed_extension_ca(cert: x509.Certificate) -> str:
+    """A CA certificate whose basicConstraints value cannot be parsed."""
+    der = cert.public_bytes(Encoding.DER)
+    at = der.index(bytes.fromhex("0603551d130101ff04"))
+    value = at + len(bytes.fromhex("0603551d130101ff04")) + 1  # past the OCTET STRING length
+    assert der[value] == 0x30
+    return base64.b64encode(der[:value] + b"\x70" + der[value + 1 :]).decode()

@@ -404,6 +404,9 @@ def _load_certificate(der: bytes) -> _Cert:
     Keyed by the exact DER bytes, so a cached entry is the same immutable value a fresh parse would give.
     """
     cert = x509.load_der_x509_certificate(der)
+    # cryptography parses extensions lazily: a malformed one must raise ValueError here (bad_certificate),
+    # not later inside the trust store (found by fuzzing).
+    cert.extensions  # noqa: B018
     return _Cert(cert=cert, subject=cert.subject.public_bytes(), issuer=cert.issuer.public_bytes())
 
 

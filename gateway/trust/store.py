@@ -305,6 +305,8 @@ class TrustStore:
         """
         at = _aware(at, "at")
         key = (cert, *extra_intermediates)
+        for presented in key:
+            _check_readable(presented)
         with self._paths_lock:
             path = self._paths.get(key)
             if path is not None:
@@ -467,6 +469,20 @@ _CA_POLICY = (
 # key strength are checked in Python so that each failure gets its own code. Unknown critical extensions
 # are still refused by cryptography.
 _EE_POLICY = ExtensionPolicy.permit_all()
+
+
+def _check_readable(cert: x509.Certificate) -> None:
+    """cryptography parses extensions lazily: a certificate that loaded may still fail when they are read.
+
+    Checked before anything else so that such a certificate is a ``signature.bad_certificate``, never a
+    ValueError from deep inside path building (found by fuzzing).
+    """
+    try:
+        cert.extensions  # noqa: B018
+    except ValueError as exc:
+        raise SignatureError(
+            "signature.bad_certificate", f"a certificate's extensions cannot be read: {exc}"
+        ) from exc
 
 
 def _check_key(cert: x509.Certificate) -> None:
