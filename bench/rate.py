@@ -154,8 +154,8 @@ def load_sqlite(path: str, data: tuple[list[Any], list[Any], list[Any]]) -> None
             )
             now = _sqlite_time(dt.datetime.now(dt.UTC))
             con.executemany(
-                "INSERT INTO paper_dispatch (sender_organ_id, recipient_organ_id, code_number, code_notation, "
-                "document_date, sender_level, recipient_level, month, source, created_at) "
+                "INSERT INTO paper_dispatch (sender_organ_id, recipient_organ_id, code_number, "
+                "code_notation, document_date, sender_level, recipient_level, month, source, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'bench', ?)",
                 ((*p[:4], p[4].isoformat(), *p[5:], now) for p in paper_rows),
             )
@@ -382,8 +382,8 @@ def markdown(result: dict[str, Any]) -> str:
     for r in result["runs"]:
         lines.append(
             f"| {r['backend']} | {r['rate_s'] * 1000:,.0f} ms | {r['count_s'] * 1000:,.0f} ms | "
-            f"{r['rate_s'] / r['count_s']:.1f}× | < {r['target_s']:.0f} s {'PASS' if r['pass'] else 'MISS'} | "
-            f"{r['groups']} | {r['load_s']:.0f} s |"
+            f"{r['rate_s'] / r['count_s']:.1f}× | < {r['target_s']:.0f} s "
+            f"{'PASS' if r['pass'] else 'MISS'} | {r['groups']} | {r['load_s']:.0f} s |"
         )
     return "\n".join(lines)
 

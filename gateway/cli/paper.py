@@ -201,9 +201,10 @@ def import_cmd(
 ) -> None:
     """Import paper-only dispatches from CSV (columns: sender, recipient, number, notation, date, subject).
 
-    Every line is checked first; if any is wrong, each error is printed with its line number and nothing
-    is stored. Re-importing is safe: a dispatch already registered (same sender, recipient, number,
-    notation and date) is skipped.
+    Every line is checked first: if any is wrong, the errors are printed by line and nothing is stored.
+
+    Re-importing is safe: a dispatch already registered (same sender, recipient, number/notation, date)
+    is skipped. Format: docs/rate.md.
     """
     from gateway.cli.report import with_database
     from gateway.store.paper import add_paper_dispatches
