@@ -105,3 +105,42 @@ def _malformed_extension_ca(cert: x509.Certificate) -> str:
     value = at + len(bytes.fromhex("0603551d130101ff04")) + 1  # past the OCTET STRING length
     assert der[value] == 0x30
     return base64.b64encode(der[:value] + b"\x70" + der[value + 1 :]).decode()
+
+
+def _duplicate_extension(cert: x509.Certificate) -> str:
+    """The authorityKeyIdentifier's OID turned into subjectKeyIdentifier's: two SKI extensions."""
+    der = cert.public_bytes(Encoding.DER)
+    aki, ski = bytes.fromhex("0603551d23"), bytes.fromhex("0603551d0e")
+    assert der.count(aki) == 1
+    return base64.b64encode(der.replace(aki, ski)).decode()
+
+
+def _unknown_version(cert: x509.Certificate) -> str:
+    """The TBSCertificate version v3 (2) changed to 5, which X.509 does not define."""
+    der = cert.public_bytes(Encoding.DER)
+    v3 = bytes.fromhex("a003020102")
+    assert der.count(v3) == 1
+    return base64.b64encode(der.replace(v3, bytes.fromhex("a003020105"))).decode()
+
+
+@pytest.mark.parametrize("engine", ["c14n", "signxml"])
+@pytest.mark.parametrize("damage", [_duplicate_extension, _unknown_version], ids=["duplicate-ext", "version"])
+def test_certificates_cryptography_refuses_with_its_own_exceptions_are_unreadable(
+    pki, engine, damage
+) -> None:
+    """Found by the fuzzer: ``DuplicateExtension`` (and, by reading the library, ``InvalidVersion``) are
+    not ValueErrors, so they escaped the profile's ``except ValueError``."""
+    s = pki.province_rsa
+    signed = sign_message(package(), key=s.key, cert=s.cert, chain=s.chain)
+    data = dump(set_certificates(tree(signed), [damage(s.cert), *s.chain]))
+    with pytest.raises(GatewayError) as info:
+        verify_signature(data, engine=engine)
+    assert info.value.code == "signature.bad_certificate"
+    assert inspect_package(data, trust=pki.store).code == "signature.bad_certificate"
+
+
+def test_the_trust_store_refuses_a_certificate_with_a_duplicate_extension(pki) -> None:
+    cert = x509.load_der_x509_certificate(base64.b64decode(_duplicate_extension(pki.province_rsa.cert)))
+    with pytest.raises(GatewayError) as info:
+        pki.store.validate(cert, at=pki.province_rsa.cert.not_valid_before_utc)
+    assert info.value.code == "signature.bad_certificate"

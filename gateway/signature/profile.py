@@ -382,7 +382,7 @@ def _certificates(signature: etree._Element) -> tuple[x509.Certificate, tuple[x5
         der = _b64(text, what="X509Certificate", code="signature.bad_certificate")
         try:
             certs.append(_load_certificate(der))
-        except ValueError as exc:
+        except UNREADABLE_CERTIFICATE as exc:
             raise SignatureError(
                 "signature.bad_certificate", f"X509Certificate #{index + 1} is not a DER certificate: {exc}"
             ) from exc
@@ -395,6 +395,15 @@ class _Cert:
     cert: x509.Certificate
     subject: bytes
     issuer: bytes
+
+
+UNREADABLE_CERTIFICATE: tuple[type[Exception], ...] = (
+    ValueError,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
+"""What cryptography raises for a certificate it cannot read; only some of them are ValueErrors."""
 
 
 @lru_cache(maxsize=1024)

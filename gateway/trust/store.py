@@ -471,6 +471,16 @@ _CA_POLICY = (
 _EE_POLICY = ExtensionPolicy.permit_all()
 
 
+_UNREADABLE: tuple[type[Exception], ...] = (
+    ValueError,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
+"""What cryptography raises for a certificate it cannot read (as gateway.signature.profile's
+UNREADABLE_CERTIFICATE; trust and signature do not import each other)."""
+
+
 def _check_readable(cert: x509.Certificate) -> None:
     """cryptography parses extensions lazily: a certificate that loaded may still fail when they are read.
 
@@ -479,7 +489,7 @@ def _check_readable(cert: x509.Certificate) -> None:
     """
     try:
         cert.extensions  # noqa: B018
-    except ValueError as exc:
+    except _UNREADABLE as exc:
         raise SignatureError(
             "signature.bad_certificate", f"a certificate's extensions cannot be read: {exc}"
         ) from exc
