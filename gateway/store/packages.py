@@ -382,7 +382,12 @@ async def ingest_packages(
                     continue
                 key = (record.sender, record.document_id)
                 if record.bussiness_doc_type == 0 and key in by_document:
-                    results[i] = _document_conflict(record)
+                    other = by_document[key]
+                    # Same bytes committed by another process between the two lookups (see _existing).
+                    same = other.sha256 == record.sha256
+                    results[i] = (
+                        IngestResult(package=other, created=False) if same else _document_conflict(record)
+                    )
                     continue
                 result = await _insert(
                     session,
