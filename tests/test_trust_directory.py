@@ -24,7 +24,9 @@ def tay_ninh() -> Directory:
 
 def test_sample_directory_loads(tay_ninh):
     assert len(tay_ninh) == 12
-    assert tay_ninh.hub == HubInfo(name="LGSP Tây Ninh", hostnames=("localhost",), ips=("127.0.0.1",))
+    assert tay_ninh.hub == HubInfo(
+        name="LGSP Tây Ninh", hostnames=("localhost", "lgsp", "hub1", "hub2"), ips=("127.0.0.1",)
+    )
     assert tay_ninh.source == SAMPLE
     province = tay_ninh.require("000.00.00.H53")
     assert province.name == "Ủy ban nhân dân tỉnh Tây Ninh"
