@@ -1,4 +1,4 @@
-# The two commands a newcomer needs: `make test` (the whole suite) and, once the demo lands, `make demo`.
+# The two commands a newcomer needs: `make demo` (the whole system at work) and `make test` (the suite).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -13,6 +13,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# A hub and five agency nodes over mutual TLS play a month of a province's dispatches (var/demo/, wiped at
+# start). DEMO_ARGS=--serve keeps the hub and the web pages up; DEMO_ARGS="--dir DIR --port N" as needed.
+demo: $(STAMP)
+	$(BIN)/gateway demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check gateway tests bench
