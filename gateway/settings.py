@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     # --- service -----------------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = Field(8443, ge=0, le=65535)
+    web_port: int | None = Field(
+        8444,
+        ge=0,
+        le=65535,
+        description="Web pages for clerks and auditors: HTTPS without client certificates, /ui/ only "
+        "(0 disables).",
+    )
     workers: int = Field(1, ge=1, description="Hub processes sharing the port (SO_REUSEPORT).")
     public_url: str | None = Field(None, description="The hub's URL as nodes reach it (behind a proxy).")
     tls_cert: Path | None = Field(None, description="The hub's TLS server certificate (PEM).")

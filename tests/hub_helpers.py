@@ -198,6 +198,8 @@ def write_config_toml(config: HubConfig, path: Path) -> Path:
             continue
         rendered = json.dumps(value if isinstance(value, bool | int | float) else str(value))
         lines.append(f"{SETTINGS_NAMES.get(name, name)} = {rendered}")
+    # The settings default the web listener to 8444; a test hub has one only when its config asks.
+    lines.append(f"web_port = {config.web_port or 0}")
     if config.admin_fingerprints:
         lines.append(f"admin_fingerprints = {json.dumps(list(config.admin_fingerprints))}")
     return _write(path, ("\n".join(lines) + "\n").encode())
@@ -335,7 +337,11 @@ class Client:
                 self.conn.request(method, path, body=body, headers=headers or {})
                 resp = self.conn.getresponse()
                 data = resp.read()
-                reply = Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+                headers = {k.lower(): v for k, v in resp.getheaders()}
+                cookies = resp.msg.get_all("Set-Cookie") or []
+                if cookies:  # repeated: kept one per line
+                    headers["set-cookie"] = "\n".join(cookies)
+                reply = Reply(resp.status, headers, data)
                 if resp.will_close:
                     self.close()
                 return reply
@@ -448,3 +454,56 @@ def snapshot(database_url: str, data_dir: Path) -> dict[str, Any]:
     tmp = data_dir / "tmp"
     leftovers = sorted(p.name for p in tmp.iterdir()) if tmp.exists() else []
     return {"rows": asyncio.run(counts()), "blobs": files, "tmp": leftovers}
+
+
+# --- the web listener ---------------------------------------------------------------------------------
+
+
+def web_context(files: HubFiles) -> ssl.SSLContext:
+    """What a browser has: the CA to check the hub's certificate, and no client certificate."""
+    return ssl.create_default_context(cafile=str(files.ca_file))
+
+
+class WebSession:
+    """A browser-like session on the hub's web port: cookies kept, the sign-in form's CSRF token sent."""
+
+    def __init__(self, port: int, files: HubFiles) -> None:
+        self.client = Client(port, web_context(files))
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, path: str, form: dict[str, str] | None = None) -> Reply:
+        import urllib.parse
+
+        headers = {}
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        body = None
+        if form is not None:
+            body = urllib.parse.urlencode(form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        return self.client.request(method, path, body, headers)
+
+    def get(self, path: str) -> Reply:
+        return self._keep(self.request("GET", path))
+
+    def post(self, path: str, form: dict[str, str]) -> Reply:
+        return self._keep(self.request("POST", path, form))
+
+    def _keep(self, reply: Reply) -> Reply:
+        for value in reply.headers.get("set-cookie", "").splitlines():
+            name, _, rest = value.partition("=")
+            if name.strip():
+                self.cookies[name.strip()] = rest.split(";", 1)[0]
+        return reply
+
+    def sign_in(self, username: str, password: str) -> Reply:
+        import re
+
+        page = self.get("/ui/login")
+        token = re.search(rb'name="csrf" value="([^"]+)"', page.body)
+        assert token is not None, page.body[:500]
+        form = {"csrf": token.group(1).decode(), "next": "", "username": username, "password": password}
+        return self.post("/ui/login", form)
+
+    def close(self) -> None:
+        self.client.close()

@@ -265,3 +265,40 @@ def create_app(
     for module in (routes_ops, routes_packages, routes_inbox, routes_directory, routes_admin):
         app.router.add_routes(module.routes)
     return app
+
+
+def create_web_root(hub_app: web.Application) -> web.Application:
+    """The web listener's application: the pages of :mod:`gateway.web` at ``/ui/`` and a redirect from
+    ``/``, nothing else (the API stays on the mTLS port, and the pages never appear there).
+
+    It shares the hub application's state, opened by the hub app's ``cleanup_ctx``: start ``hub_app``
+    first (its runner's ``setup``), then this one; stop this one first.
+    """
+    from gateway.web import create_web_app
+
+    config = hub_app[CONFIG]
+
+    def repo() -> Any:
+        return hub_app[REPO]
+
+    def runtime() -> Runtime:
+        return hub_app[RUNTIME]
+
+    root = web.Application()
+
+    async def to_ui(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/ui/")
+
+    root.router.add_get("/", to_ui)
+    root.add_subapp(
+        "/ui/",
+        create_web_app(
+            config,
+            clock=hub_app[CLOCK],
+            db=lambda: repo().db,
+            blobs=lambda: repo().blobs,
+            holidays=lambda: runtime().holidays,
+            directory=lambda: runtime().directory,
+        ),
+    )
+    return root

@@ -39,6 +39,9 @@ class HubConfig:
     """The blob store's root; default ``data_dir/blobs``."""
     host: str = "127.0.0.1"
     port: int = 8443
+    web_port: int | None = None
+    """The web pages' listener (HTTPS, no client certificate asked for, ``/ui/`` only); None/0: none.
+    The project settings default it to 8444; a HubConfig built directly (tests) has none."""
     max_body: int = DEFAULT_MAX_BODY
     lenient_legacy: bool = False
     """Admit unsigned or legacy-signed packages, stored as not fully electronic with their reason."""
@@ -99,6 +102,7 @@ def hub_config(settings: Any) -> HubConfig:
         blobs=settings.blob_dir,
         host=settings.host,
         port=settings.port,
+        web_port=settings.web_port or None,
         max_body=settings.max_body_bytes,
         lenient_legacy=settings.lenient_legacy,
         admin_fingerprints=settings.admin_fingerprints,

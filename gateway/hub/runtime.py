@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gateway.calendar import Holidays
 from gateway.hub.config import HubConfig
-from gateway.hub.tls import TlsContextHolder, server_context
+from gateway.hub.tls import TlsContextHolder, server_context, web_server_context
 from gateway.trust.directory import Agency, Directory
 from gateway.trust.store import TrustStore
 
@@ -53,6 +53,7 @@ class Runtime:
         self.db_agencies: tuple[Agency, ...] = ()
         self.directory: Directory = self.file_directory
         self.tls: TlsContextHolder | None = None
+        self.web_tls: TlsContextHolder | None = None
         self._stamp = self._current_stamp()
         self.last_error: str | None = None
 
@@ -84,6 +85,15 @@ class Runtime:
         """The server TLS holder (only the process that listens needs one)."""
         self.tls = TlsContextHolder(self._tls_context())
         return self.tls
+
+    def build_web_tls(self) -> TlsContextHolder:
+        """The web listener's TLS holder: the hub certificate, no client certificate asked for."""
+        self.web_tls = TlsContextHolder(self._web_tls_context())
+        return self.web_tls
+
+    def _web_tls_context(self) -> object:
+        cert_file, key_file = self.config.tls_identity()
+        return web_server_context(cert_file=cert_file, key_file=key_file)
 
     def _tls_context(self, trust: TrustStore | None = None) -> object:
         store = trust or self.trust
@@ -122,6 +132,7 @@ class Runtime:
                 Directory.load(self.config.directory_file) if self.config.directory_file else Directory.of([])
             )
             tls_ctx = self._tls_context(trust) if self.tls is not None else None
+            web_ctx = self._web_tls_context() if self.web_tls is not None else None
             holidays = self._load_holidays()
         except Exception as exc:
             self.last_error = str(exc)
@@ -134,6 +145,8 @@ class Runtime:
         self._compose()
         if self.tls is not None and tls_ctx is not None:
             self.tls.swap(tls_ctx)  # type: ignore[arg-type]
+        if self.web_tls is not None and web_ctx is not None:
+            self.web_tls.swap(web_ctx)  # type: ignore[arg-type]
         self.generation += 1
         self._stamp = stamp
         self.last_error = None

@@ -34,20 +34,25 @@ __all__ = ["load_config", "main", "serve"]
 
 log = logging.getLogger("gateway.hub")
 
+
 def _listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError("config.invalid", f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     sock.listen(1024)
     sock.setblocking(False)
     return sock
 
 
 async def _serve(config: HubConfig, *, reuse_port: bool, on_ready: Any = None) -> None:
-    from gateway.hub.app import create_app, utc_now
+    from gateway.hub.app import create_app, create_web_root, utc_now
     from gateway.hub.runtime import Runtime
 
     runtime = Runtime(config, clock=utc_now)
@@ -58,15 +63,35 @@ async def _serve(config: HubConfig, *, reuse_port: bool, on_ready: Any = None) -
     sock = _listen_socket(config.host, config.port, reuse_port=reuse_port)
     site = web.SockSite(runner, sock, ssl_context=holder.listening)
     await site.start()
+    web_runner: web.AppRunner | None = None
+    if config.web_port:
+        # The web pages: a second listener on the same host, the hub's certificate, no client
+        # certificate asked for (browsers have none), serving /ui/ only, on the hub app's state.
+        web_holder = runtime.build_web_tls()
+        web_runner = web.AppRunner(
+            create_web_root(app), access_log=None, handle_signals=False, shutdown_timeout=10
+        )
+        await web_runner.setup()
+        web_sock = _listen_socket(config.host, config.web_port, reuse_port=reuse_port)
+        await web.SockSite(web_runner, web_sock, ssl_context=web_holder.listening).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: runtime.reload(force=True))
     log.info("hub worker %d serving https://%s:%d", os.getpid(), config.host, config.port)
+    if config.web_port:
+        log.info(
+            "hub worker %d serving the web pages on https://%s:%d/ui/",
+            os.getpid(),
+            config.host,
+            config.web_port,
+        )
     if on_ready is not None:
         on_ready()
     await stop.wait()
+    if web_runner is not None:
+        await web_runner.cleanup()
     await runner.cleanup()
 
 

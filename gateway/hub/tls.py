@@ -60,17 +60,8 @@ def server_context(
     """
     if not ca_certs:
         raise ConfigError("config.invalid", "the trust store holds no CA for client authentication")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_ciphers(TLS12_CIPHERS)
-    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    ctx = _modern_server_context(cert_file, key_file)
     ctx.verify_mode = ssl.CERT_REQUIRED
-    try:
-        ctx.load_cert_chain(certfile=str(cert_file), keyfile=str(key_file))
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            "config.invalid", f"cannot load the hub certificate/key ({cert_file}, {key_file}): {exc}"
-        ) from exc
     # CRLs can only be loaded from a file (cadata ignores them): write one, load it, remove it.
     fd, name = tempfile.mkstemp(prefix="hub-ca-", suffix=".pem")
     try:
@@ -86,6 +77,29 @@ def server_context(
     if crl_check:
         ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     ctx.verify_flags |= ssl.VERIFY_X509_STRICT
+    return ctx
+
+
+def _modern_server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    """TLS >= 1.2, AEAD suites with forward secrecy only, no compression or renegotiation; our chain."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(TLS12_CIPHERS)
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    try:
+        ctx.load_cert_chain(certfile=str(cert_file), keyfile=str(key_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            "config.invalid", f"cannot load the hub certificate/key ({cert_file}, {key_file}): {exc}"
+        ) from exc
+    return ctx
+
+
+def web_server_context(*, cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    """The web listener's context: the hub's certificate, the same protocol floor and suites, and **no**
+    client certificate requested (browsers of clerks have none; they sign in with a password)."""
+    ctx = _modern_server_context(cert_file, key_file)
+    ctx.verify_mode = ssl.CERT_NONE
     return ctx
 
 
