@@ -86,6 +86,15 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         300.0, gt=0, description="Longest time a request body may take to arrive."
     )
+    idle_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Close a connection whose request line and headers have not all arrived this long "
+        "after it opened or after its last response (slowloris, idle keep-alive).",
+    )
+    tls_handshake_timeout_s: float = Field(
+        10.0, gt=0, description="Close a connection that has not completed its TLS handshake by then."
+    )
     inbox_page_limit: int = Field(100, ge=1, le=10_000, description="Most inbox items returned per request.")
     long_poll_max: float = Field(30.0, ge=0, description="Cap, in seconds, of GET /v1/inbox?wait=.")
     verify_processes: int = Field(

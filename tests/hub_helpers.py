@@ -169,7 +169,11 @@ def hub_config(files: HubFiles, database_url: str, **changes: Any) -> HubConfig:
     return config.with_(**changes)
 
 
-SETTINGS_NAMES = {"max_body": "max_body_bytes"}
+SETTINGS_NAMES = {
+    "max_body": "max_body_bytes",
+    "idle_timeout": "idle_timeout_s",
+    "tls_handshake_timeout": "tls_handshake_timeout_s",
+}
 """HubConfig fields whose setting (gateway.settings.Settings) has another name."""
 
 
@@ -192,6 +196,8 @@ def write_config_toml(config: HubConfig, path: Path) -> Path:
         "reload_interval",
         "long_poll_max",
         "auto_migrate",
+        "idle_timeout",
+        "tls_handshake_timeout",
     ):
         value = getattr(config, name)
         if value is None:

@@ -54,6 +54,12 @@ class HubConfig:
     long_poll_max: float = 30.0
     spool_threshold: int = 1 << 20
     read_timeout: float = 60.0
+    """The longest wait for the next piece of a request body (a body that stops arriving: 408)."""
+    idle_timeout: float = 30.0
+    """A connection that has not sent a complete request line and headers this long after it was made,
+    or after its last response, is closed (slowloris, idle keep-alive). Not applied while a request runs."""
+    tls_handshake_timeout: float = 10.0
+    """A TCP connection that has not completed its TLS handshake by then is closed."""
     metrics_dir: Path | None = None
     db_pool_size: int = 10
     sqlite_busy_timeout_ms: int = 30_000
@@ -110,6 +116,8 @@ def hub_config(settings: Any) -> HubConfig:
         reload_interval=settings.reload_interval,
         long_poll_max=settings.long_poll_max,
         read_timeout=settings.request_timeout_s,
+        idle_timeout=settings.idle_timeout_s,
+        tls_handshake_timeout=settings.tls_handshake_timeout_s,
         metrics_dir=settings.metrics_dir,
         db_pool_size=settings.db_pool_size,
         sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,

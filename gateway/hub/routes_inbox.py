@@ -122,7 +122,13 @@ async def _status(hub: Hub, request: web.Request) -> web.Response:
             "request.unsupported_media_type", "send the status message as application/edxml+xml"
         )
     limit = min(hub.config.max_body, STATUS_MAX_BODY)
-    spool = await body.receive(request, limit=limit, tmp_dir=hub.config.tmp_dir, spool_threshold=limit)
+    spool = await body.receive(
+        request,
+        limit=limit,
+        tmp_dir=hub.config.tmp_dir,
+        spool_threshold=limit,
+        read_timeout=hub.config.read_timeout,
+    )
     data = spool.read()
     at = hub.clock()
     verdict = await hub.run(worker.verify_status, hub.job(at=at, data=data, sha256=spool.sha256))

@@ -51,6 +51,45 @@ def _listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
+class _TlsSite(web.SockSite):
+    """``web.SockSite`` with a bound on the TLS handshake (asyncio's default is 60 s; aiohttp's sites do
+    not pass ``ssl_handshake_timeout``): a TCP connection that never starts or never finishes TLS is
+    closed after ``handshake_timeout`` seconds, before any HTTP timeout can apply."""
+
+    __slots__ = ("_handshake_timeout",)
+
+    def __init__(
+        self, runner: web.BaseRunner, sock: socket.socket, *, ssl_context: Any, handshake_timeout: float
+    ) -> None:
+        super().__init__(runner, sock, ssl_context=ssl_context)
+        self._handshake_timeout = handshake_timeout
+
+    async def start(self) -> None:
+        self._runner._reg_site(self)
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            server,
+            sock=self._sock,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            ssl_handshake_timeout=self._handshake_timeout,
+        )
+
+
+def _runner(app: web.Application, config: HubConfig) -> web.AppRunner:
+    """``keepalive_timeout`` is aiohttp's timer armed when a connection is made and after each response,
+    and disarmed only when a complete request head has arrived: it bounds both an idle keep-alive
+    connection and a request line and headers that trickle in (slowloris)."""
+    return web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=10,
+        keepalive_timeout=config.idle_timeout,
+    )
+
+
 async def _serve(config: HubConfig, *, reuse_port: bool, on_ready: Any = None) -> None:
     from gateway.hub.app import create_app, create_web_root, utc_now
     from gateway.hub.runtime import Runtime
@@ -58,22 +97,27 @@ async def _serve(config: HubConfig, *, reuse_port: bool, on_ready: Any = None) -
     runtime = Runtime(config, clock=utc_now)
     holder = runtime.build_tls()
     app = create_app(config, runtime=runtime)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
+    runner = _runner(app, config)
     await runner.setup()
     sock = _listen_socket(config.host, config.port, reuse_port=reuse_port)
-    site = web.SockSite(runner, sock, ssl_context=holder.listening)
+    site = _TlsSite(
+        runner, sock, ssl_context=holder.listening, handshake_timeout=config.tls_handshake_timeout
+    )
     await site.start()
     web_runner: web.AppRunner | None = None
     if config.web_port:
         # The web pages: a second listener on the same host, the hub's certificate, no client
         # certificate asked for (browsers have none), serving /ui/ only, on the hub app's state.
         web_holder = runtime.build_web_tls()
-        web_runner = web.AppRunner(
-            create_web_root(app), access_log=None, handle_signals=False, shutdown_timeout=10
-        )
+        web_runner = _runner(create_web_root(app), config)
         await web_runner.setup()
         web_sock = _listen_socket(config.host, config.web_port, reuse_port=reuse_port)
-        await web.SockSite(web_runner, web_sock, ssl_context=web_holder.listening).start()
+        await _TlsSite(
+            web_runner,
+            web_sock,
+            ssl_context=web_holder.listening,
+            handshake_timeout=config.tls_handshake_timeout,
+        ).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
