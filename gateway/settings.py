@@ -83,6 +83,14 @@ class Settings(BaseSettings):
     )
     signing_key: Path | None = Field(None, description="Its private key; default tls_key.")
     max_body_bytes: int = Field(100 * MiB, ge=1024, description="Largest request body accepted.")
+    xml_max_depth: int = Field(
+        64, ge=16, le=10_000, description="Deepest XML element nesting accepted (xml.too_deep)."
+    )
+    xml_max_text_bytes: int = Field(
+        100 * MiB,
+        ge=1024,
+        description="Largest XML text node in bytes (xml.text_too_large); bounds an inline attachment.",
+    )
     request_timeout_s: float = Field(
         300.0, gt=0, description="Longest time a request body may take to arrive."
     )

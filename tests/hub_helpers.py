@@ -198,6 +198,8 @@ def write_config_toml(config: HubConfig, path: Path) -> Path:
         "auto_migrate",
         "idle_timeout",
         "tls_handshake_timeout",
+        "xml_max_depth",
+        "xml_max_text_bytes",
     ):
         value = getattr(config, name)
         if value is None:

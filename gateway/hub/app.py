@@ -121,6 +121,9 @@ class Hub:
             trust_dir=str(self.config.trust_dir),
             generation=self.runtime.generation,
             lenient=self.config.lenient_legacy,
+            xml_max_bytes=self.config.max_body,
+            xml_max_depth=self.config.xml_max_depth,
+            xml_max_text_bytes=self.config.xml_max_text_bytes,
             **kwargs,
         )
 

@@ -43,6 +43,11 @@ class HubConfig:
     """The web pages' listener (HTTPS, no client certificate asked for, ``/ui/`` only); None/0: none.
     The project settings default it to 8444; a HubConfig built directly (tests) has none."""
     max_body: int = DEFAULT_MAX_BODY
+    xml_max_depth: int = 64
+    """Deepest element nesting a package or status may have (``xml.too_deep``); edXML needs about 12."""
+    xml_max_text_bytes: int = DEFAULT_MAX_BODY
+    """Largest text node, in UTF-8 bytes (``xml.text_too_large``); an inline attachment is one base64 text
+    node, so this bounds a single-file attachment (multipart parts are not XML)."""
     lenient_legacy: bool = False
     """Admit unsigned or legacy-signed packages, stored as not fully electronic with their reason."""
     admin_fingerprints: tuple[str, ...] = ()
@@ -111,6 +116,8 @@ def hub_config(settings: Any) -> HubConfig:
         web_port=settings.web_port or None,
         max_body=settings.max_body_bytes,
         lenient_legacy=settings.lenient_legacy,
+        xml_max_depth=settings.xml_max_depth,
+        xml_max_text_bytes=settings.xml_max_text_bytes,
         admin_fingerprints=settings.admin_fingerprints,
         verify_processes=settings.verify_processes,
         reload_interval=settings.reload_interval,

@@ -40,6 +40,20 @@ class Job:
     carriage: str = "single"
     attachments: tuple[tuple[str, int, str], ...] = ()
     """Multipart: (content id, size, sha256) of each part as measured."""
+    xml_max_bytes: int = 100 * 1024 * 1024
+    xml_max_depth: int = 64
+    xml_max_text_bytes: int = 100 * 1024 * 1024
+
+    @property
+    def limits(self) -> Any:
+        """The parser's limits for this job (the hub's settings)."""
+        from gateway.edxml.xmlparser import XmlLimits
+
+        return XmlLimits(
+            max_bytes=self.xml_max_bytes,
+            max_depth=self.xml_max_depth,
+            max_text_bytes=self.xml_max_text_bytes,
+        )
 
 
 @dataclass(slots=True)
@@ -128,7 +142,9 @@ def _lenient(exc: GatewayError, job: Job, data: bytes, attachments: Any) -> Any:
         raise exc
     from gateway import verification
 
-    message = verification.inspect_package(data, attachments=attachments).unverified_message
+    message = verification.inspect_package(
+        data, attachments=attachments, limits=job.limits
+    ).unverified_message
     if message is None:
         raise exc
     return message
@@ -150,7 +166,9 @@ def verify_document(job: Job) -> Verdict:
     reason: str | None = None
     signer_fp: str | None = None
     try:
-        verified = verification.verify_package(data, trust=trust, at=job.at, attachments=attachments)
+        verified = verification.verify_package(
+            data, trust=trust, at=job.at, attachments=attachments, limits=job.limits
+        )
         message = verified.message
         signer_fp = verified.chain.fingerprint.hex()
     except GatewayError as exc:
@@ -218,7 +236,7 @@ def verify_status(job: Job) -> StatusVerdict:
     trust = _trust(job)
     reason: str | None = None
     try:
-        message = verification.verify_package(data, trust=trust, at=job.at).message
+        message = verification.verify_package(data, trust=trust, at=job.at, limits=job.limits).message
     except GatewayError as exc:
         message = _lenient(exc, job, data, None)
         reason = exc.code
