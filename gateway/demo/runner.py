@@ -181,6 +181,8 @@ class Demo:
     def run(self) -> int:
         """Play the month, print the results, stop everything (``--serve``: after Ctrl-C)."""
         previous = signal.signal(signal.SIGTERM, _terminate)
+        # Ctrl-C must reach us even when a shell started us in the background with SIGINT ignored.
+        previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             with self._progress_bar():
                 self._prepare()
@@ -203,6 +205,7 @@ class Demo:
                     highlight=False,
                 )
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
 
     # ================================================================================================
     # Progress
@@ -703,9 +706,10 @@ class Demo:
             highlight=False,
         )
         child = self.children.wait_any()
-        if child is not None:
+        if child is not None:  # a crash, or someone stopped it: the demo cannot serve without it
             raise DemoError(
-                f"{child.name} exited ({child.proc.returncode}); see {child.log}:\n{child.tail()}"
+                f"{child.name} exited (code {child.proc.returncode}) while serving; stopping the others. "
+                f"Its log {child.log} ends with:\n{child.tail(10)}"
             )
 
 
