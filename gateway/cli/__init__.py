@@ -36,6 +36,7 @@ def _mount() -> None:
         "report",
         "paper",
         "users",
+        "demo",
     ):
         module = importlib.import_module(f"gateway.cli.{name}")
         app.add_typer(module.app, name=name, help=module.__doc__)
