@@ -103,16 +103,14 @@ def expected_totals() -> Counter[str]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds survivors through /proc")
 def test_the_demo_plays_the_month_prints_the_outcomes_and_stops_everything(tmp_path: Path) -> None:
-    started = time.monotonic()
     proc = start_demo(tmp_path / "demo")
     try:
-        out, _ = proc.communicate(timeout=170)
+        out, _ = proc.communicate(timeout=300)  # a hang guard, not a speed target (about 1 min idle)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == 0, out[-5000:]
-    assert time.monotonic() - started < 170
 
     # The receipts of the showcase dispatch: done, in progress, accepted, and one recipient overdue.
     showcase = next(line for line in out.splitlines() if line.startswith("$ gateway receipts"))

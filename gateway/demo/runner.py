@@ -503,14 +503,14 @@ class Demo:
         from gateway.node.compose import build_document, sign_document
 
         old = await asyncio.to_thread(self._issue_extra_certificate, d.plan.sender)
-        out = await asyncio.to_thread(
+        await asyncio.to_thread(
             run_cli, "certs", "revoke", "--dir", str(self.pki), "--serial", self.state.revoked_serial,
             "--reason", "key-compromise", env=self.env,
         )  # fmt: skip
-        del out
         await self._reload_hub_trust()
         node = self.nodes[d.plan.sender]
-        signed = sign_document(build_document(self._dispatch(d)), old, multipart_threshold=2 << 20)
+        threshold = node.settings.multipart_threshold
+        signed = sign_document(build_document(self._dispatch(d)), old, multipart_threshold=threshold)
         row = await node.send(signed, meta={"subject": d.plan.subject, "signed_with": "revoked token"})
         if row.state != "refused" or row.error_code != "certificate.revoked":
             raise DemoError(
