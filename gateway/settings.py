@@ -82,6 +82,11 @@ class Settings(BaseSettings):
         None, description="Certificate the hub signs receipts with; default tls_cert."
     )
     signing_key: Path | None = Field(None, description="Its private key; default tls_key.")
+    allow_readable_key_files: bool = Field(
+        False,
+        description="Start even if a private key file is readable by group or others (mode & 0o077); "
+        "by default the hub refuses to start.",
+    )
     max_body_bytes: int = Field(100 * MiB, ge=1024, description="Largest request body accepted.")
     xml_max_depth: int = Field(
         64, ge=16, le=10_000, description="Deepest XML element nesting accepted (xml.too_deep)."

@@ -48,6 +48,8 @@ class HubConfig:
     xml_max_text_bytes: int = DEFAULT_MAX_BODY
     """Largest text node, in UTF-8 bytes (``xml.text_too_large``); an inline attachment is one base64 text
     node, so this bounds a single-file attachment (multipart parts are not XML)."""
+    allow_readable_key_files: bool = False
+    """Start even if a private key file is readable by group or others (refused by default)."""
     lenient_legacy: bool = False
     """Admit unsigned or legacy-signed packages, stored as not fully electronic with their reason."""
     admin_fingerprints: tuple[str, ...] = ()
@@ -116,6 +118,7 @@ def hub_config(settings: Any) -> HubConfig:
         web_port=settings.web_port or None,
         max_body=settings.max_body_bytes,
         lenient_legacy=settings.lenient_legacy,
+        allow_readable_key_files=settings.allow_readable_key_files,
         xml_max_depth=settings.xml_max_depth,
         xml_max_text_bytes=settings.xml_max_text_bytes,
         admin_fingerprints=settings.admin_fingerprints,

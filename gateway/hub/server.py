@@ -144,9 +144,27 @@ def _worker_main(config: HubConfig, reuse_port: bool, ready: Any) -> None:
     asyncio.run(_serve(config, reuse_port=reuse_port, on_ready=ready.set))
 
 
+def check_startup(config: HubConfig) -> None:
+    """Refuse to start (:class:`ConfigError`, one line) with a key file others may read, a key that does not
+    match its certificate, or a certificate outside its validity: for the TLS identity and, if it is
+    another, the receipt-signing one."""
+    import datetime as dt
+
+    from gateway.hub.tls import check_identity
+
+    identities = [config.tls_identity()]
+    if config.signing_identity() != identities[0]:
+        identities.append(config.signing_identity())
+    now = dt.datetime.now(dt.UTC)
+    for (cert_file, key_file), what in zip(identities, ("hub", "hub signing"), strict=False):
+        check_identity(
+            cert_file, key_file, now=now, allow_readable_key=config.allow_readable_key_files, what=what
+        )
+
+
 def serve(config: HubConfig, *, workers: int = 1) -> int:
     """Run the hub until SIGTERM/SIGINT; prints ``ready`` on stdout once every worker listens."""
-    config.tls_identity()  # refuse at once, not in a worker
+    check_startup(config)  # refuse at once, with one line, not in a worker
     if workers > 1 and config.database_url.startswith("sqlite"):
         raise ConfigError("config.invalid", "several workers need PostgreSQL (SQLite has one writer)")
     if config.metrics_dir is None:

@@ -19,6 +19,7 @@ Choices (issue 7 §5):
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import ssl
 import tempfile
@@ -101,6 +102,44 @@ def web_server_context(*, cert_file: Path, key_file: Path) -> ssl.SSLContext:
     ctx = _modern_server_context(cert_file, key_file)
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def check_identity(
+    cert_file: Path, key_file: Path, *, now: dt.datetime, allow_readable_key: bool = False, what: str = "hub"
+) -> None:
+    """What the hub checks before it listens, each failure one line (:class:`ConfigError`): the key file
+    is private (unless ``allow_readable_key``), the key matches the certificate, and the certificate is
+    valid at ``now``."""
+    from cryptography.hazmat.primitives import serialization
+
+    from gateway.trust.files import check_key_file_private
+
+    if not allow_readable_key:
+        check_key_file_private(key_file, what=f"the {what} private key", setting="allow_readable_key_files")
+    try:
+        cert = x509.load_pem_x509_certificates(cert_file.read_bytes())[0]
+    except (OSError, ValueError, IndexError) as exc:
+        raise ConfigError("config.invalid", f"cannot read the {what} certificate {cert_file}: {exc}") from exc
+    try:
+        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError("config.invalid", f"cannot read the {what} private key {key_file}: {exc}") from exc
+    spki = (Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+        raise ConfigError(
+            "config.invalid", f"the {what} private key {key_file} does not match its certificate {cert_file}"
+        )
+    if now < cert.not_valid_before_utc:
+        raise ConfigError(
+            "config.invalid",
+            f"the {what} certificate {cert_file} is not valid yet "
+            f"(from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC)",
+        )
+    if now > cert.not_valid_after_utc:
+        raise ConfigError(
+            "config.invalid",
+            f"the {what} certificate {cert_file} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
+        )
 
 
 def client_context(

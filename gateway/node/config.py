@@ -48,6 +48,10 @@ class NodeSettings(BaseSettings):
         description="Folder with key.pem, cert.pem, chain.pem (certs/dev/agencies/<organ_id>): it signs "
         "packages and statuses and is the mTLS client identity."
     )
+    allow_readable_key_files: bool = Field(
+        False,
+        description="Start even if cert_dir/key.pem is readable by group or others (refused by default).",
+    )
     place: str | None = Field(None, description="Default PromulgationInfo/Place of documents sent.")
     staff: str | None = Field(None, description="StaffInfo/Staff written into status messages.")
 

@@ -37,7 +37,7 @@ from gateway.node import compose, dms
 from gateway.node.client import HubClient, HubRefused, HubUnavailable, tls_context
 from gateway.node.config import NodeSettings
 from gateway.node.store import InboxRow, NodeStore, OutboxRow, open_store, utcnow
-from gateway.trust.files import load_issued
+from gateway.trust.files import check_key_file_private, load_issued
 from gateway.trust.pki import Issued
 from gateway.trust.store import TrustStore
 
@@ -89,6 +89,12 @@ class Node:
     @classmethod
     @contextlib.asynccontextmanager
     async def open(cls, settings: NodeSettings) -> AsyncIterator[Node]:
+        if not settings.allow_readable_key_files:
+            check_key_file_private(
+                settings.cert_dir / "key.pem",
+                what="the agency private key",
+                setting="allow_readable_key_files",
+            )
         identity = load_issued(settings.cert_dir)
         trust = TrustStore.load(settings.trust_dir)
         ca_files = [settings.hub_ca] if settings.hub_ca else sorted(settings.trust_dir.glob("*.pem"))

@@ -119,3 +119,18 @@ def read_crl(path: Path) -> x509.CertificateRevocationList:
     except OSError as exc:
         raise ConfigError("config.invalid", f"cannot read {path}: {exc}") from exc
     return load_crl(data, source=str(path))
+
+
+def check_key_file_private(path: Path, *, what: str = "the private key", setting: str) -> None:
+    """Refuse a private key file that group or others may read (``mode & 0o077``): whoever can read it
+    can be this identity. ``setting`` names the operator switch that allows it, for the message."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError as exc:
+        raise ConfigError("config.invalid", f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    if mode & 0o077:
+        raise ConfigError(
+            "config.invalid",
+            f"{what} {path} is readable by group or others (mode {mode:04o}): chmod 600 it "
+            f"(or set {setting} = true to accept it)",
+        )
