@@ -423,13 +423,7 @@ async def test_hub_killed_at_random_moments_loses_and_duplicates_nothing(
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(
-    strict=True,
-    reason="hub: an upload killed mid-body leaves its spool file data_dir/tmp/in-*.part, and nothing ever "
-    "removes it (open_repository sweeps only blobs/.tmp, and only files older than an hour); up to max_body "
-    "of disk per killed upload. Not a durability bug: nothing was acknowledged.",
-)
-def test_a_killed_upload_leaves_no_temp_file_that_the_hub_never_sweeps(tmp_path: Path) -> None:
+def test_a_killed_upload_leaves_no_spool_file_after_restart(tmp_path: Path) -> None:
     import socket
     import ssl
 

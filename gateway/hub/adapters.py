@@ -32,6 +32,7 @@ from sqlalchemy import select, text
 from gateway import store
 from gateway.calendar import VN_TZ, HolidaysLike
 from gateway.errors import ConfigError, Conflict, GatewayError, NotFound, RequestError
+from gateway.hub.body import sweep_spool
 from gateway.hub.config import HubConfig
 from gateway.hub.ports import (
     ApplyResult,
@@ -435,6 +436,7 @@ async def open_repository(
         await prepare_schema(db, migrate=config.auto_migrate)
         blobs = store.BlobStore(config.blob_dir)
         await blobs.sweep_temp()
+        await asyncio.to_thread(sweep_spool, config.tmp_dir)
         yield StoreRepository(db, blobs, holidays=holidays, clock=clock or (lambda: dt.datetime.now(dt.UTC)))
     finally:
         await db.close()

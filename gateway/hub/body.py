@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,28 @@ def check_declared_length(request: web.Request, limit: int) -> None:
         )
 
 
+SPOOL_PREFIX, SPOOL_SUFFIX = "in-", ".part"
+
+
+def sweep_spool(tmp_dir: Path, *, older_than_s: float = 3600.0) -> int:
+    """Remove upload spool files a killed hub left behind; returns how many.
+
+    Several hub processes may share ``tmp_dir``: a live upload writes its file continuously, so only
+    files untouched for ``older_than_s`` are taken as orphans. Nothing acknowledged lives here: a body is
+    moved into the blob store before its receipt is sent.
+    """
+    if not tmp_dir.is_dir():
+        return 0
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for entry in tmp_dir.glob(f"{SPOOL_PREFIX}*{SPOOL_SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):
+            if entry.stat().st_mtime < cutoff:
+                entry.unlink()
+                removed += 1
+    return removed
+
+
 class _Writer:
     """Hash and (once spilled) write, in one worker thread at a time; ``sink`` sees every byte too."""
 
@@ -77,7 +100,7 @@ class _Writer:
 
     def open(self) -> None:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="in-", suffix=".part", dir=self.tmp_dir)
+        fd, name = tempfile.mkstemp(prefix=SPOOL_PREFIX, suffix=SPOOL_SUFFIX, dir=self.tmp_dir)
         self.path = Path(name)
         self.fh = os.fdopen(fd, "wb", buffering=0)
 
