@@ -515,3 +515,14 @@ class WebSession:
 
     def close(self) -> None:
         self.client.close()
+
+
+def verify_hub_signed(data: bytes, *, trust: Any, at: dt.datetime) -> Any:
+    """A hub-signed document checked as a node checks it: the core's enveloped signature, then the signer's
+    chain in ``trust`` at ``at``. Read the document from the result's ``signed_root``."""
+    from gateway.signature.enveloped import verify_enveloped
+
+    verified = verify_enveloped(data)
+    trust.validate(verified.signer, at=at, extra_intermediates=list(verified.extra_certs))
+    return verified
+

@@ -14,6 +14,7 @@ from hub_helpers import (
     client_context,
     document,
     hub_config,
+    verify_hub_signed,
     write_config_toml,
     write_hub_files,
 )
@@ -22,7 +23,6 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.edxml.build import build
 from gateway.hub import receipts
-from gateway.hub.signing import verify_enveloped
 from gateway.trust.store import TrustStore
 
 
@@ -36,7 +36,7 @@ def test_lenient_hub_admits_an_unsigned_package_as_not_electronic(tmp_path) -> N
         doc = document(recipients=(DEPARTMENT,))
         reply = client.post_package(build(doc))
         assert reply.status == 202, reply.body
-        checked = verify_enveloped(
+        checked = verify_hub_signed(
             reply.body, trust=TrustStore.load(files.trust_dir), at=dt.datetime.now(dt.UTC)
         )
         receipt = receipts.parse_receipt(checked.signed_root)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import os
 import signal
 import ssl
@@ -34,6 +35,7 @@ from hub_helpers import (
     sign,
     snapshot,
     status,
+    verify_hub_signed,
     write_config_toml,
     write_hub_files,
 )
@@ -44,7 +46,6 @@ from gateway.edxml.build import build
 from gateway.edxml.multipart import to_multipart
 from gateway.hub import receipts
 from gateway.hub.config import HubConfig
-from gateway.hub.signing import verify_enveloped
 from gateway.trust.store import TrustStore
 
 MAX_BODY = 3 * 1024 * 1024
@@ -133,7 +134,7 @@ def send(env: Env, sender: str = PROVINCE, recipients: tuple[str, ...] = (DEPART
 
 
 def verified_receipt(env: Env, body: bytes) -> receipts.Receipt:
-    checked = verify_enveloped(body, trust=env.trust, at=dt.datetime.now(dt.UTC))
+    checked = verify_hub_signed(body, trust=env.trust, at=dt.datetime.now(dt.UTC))
     return receipts.parse_receipt(checked.signed_root)
 
 
@@ -271,6 +272,15 @@ def test_status_lifecycle_notices_timeline_and_idempotency(env: Env) -> None:
     )
     assert (refused.status, refused.code) == (409, "conflict.transition")
     assert env.state() == before
+    # Another message repeating a state already reached (03 again, other bytes): 200, a receipt for
+    # *that* message (its own SHA-256), the state unchanged, nothing forwarded (docs/api.md).
+    repeat = sign(
+        status(sender=DEPARTMENT, doc=doc, code="03", description="nhắc lại"), env.pki.agencies[DEPARTMENT]
+    )
+    repeated = dept.post_status(repeat)
+    assert (repeated.status, repeated.headers["x-exchange-state"]) == (200, "accepted")
+    r = verified_receipt(env, repeated.body)
+    assert (r.sha256, r.size) == (hashlib.sha256(repeat).hexdigest(), len(repeat))
     # The sender's inbox got hub-signed notices carrying the original statuses.
     items = [
         i
@@ -287,10 +297,7 @@ def test_status_lifecycle_notices_timeline_and_idempotency(env: Env) -> None:
     timeline = env.client(PROVINCE).get(f"/v1/packages/{package_id}/timeline").json()
     by = {r["organ_id"]: r for r in timeline["recipients"]}
     assert by[DEPARTMENT]["state"] == "accepted"
-    assert [e["code"] for e in by[DEPARTMENT]["events"]] == [
-        "01",
-        "03",
-    ]
+    assert [e["code"] for e in by[DEPARTMENT]["events"]] == ["01", "03", "03"]  # the repeat is recorded
     assert by[DISTRICT]["state"] == "queued"
     assert by[DISTRICT]["overdue"] is False
 

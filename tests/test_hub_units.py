@@ -10,14 +10,14 @@ import subprocess
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
-from hub_helpers import hub_config, write_config_toml, write_hub_files
+from hub_helpers import hub_config, verify_hub_signed, write_config_toml, write_hub_files
 from pki_fixtures import build_pki
 
 from gateway.errors import ConfigError, Conflict
 from gateway.hub import receipts
 from gateway.hub.config import load_config
 from gateway.hub.metrics import Metrics
-from gateway.hub.signing import HubSigner, verify_enveloped
+from gateway.hub.signing import HubSigner
 from gateway.hub.tls import server_context
 from gateway.trust.store import TrustStore
 
@@ -60,7 +60,7 @@ def test_receipt_round_trip_and_independent_verification(tmp_path) -> None:
         recipients=receipts.recipients_queued(["000.00.31.H53"]),
     )
     data = signer.sign(receipts.build_receipt(receipt))
-    checked = verify_enveloped(data, trust=TrustStore.load(files.trust_dir), at=AT)
+    checked = verify_hub_signed(data, trust=TrustStore.load(files.trust_dir), at=AT)
     assert receipts.parse_receipt(checked.signed_root) == receipt
     (tmp_path / "r.xml").write_bytes(data)
     out = subprocess.run(
@@ -80,7 +80,7 @@ def test_receipt_round_trip_and_independent_verification(tmp_path) -> None:
     assert out.returncode == 0, out.stderr
     tampered = data.replace(b"000.00.31.H53", b"000.00.32.H53")
     with pytest.raises(Exception, match="signature"):
-        verify_enveloped(tampered, trust=TrustStore.load(files.trust_dir), at=AT)
+        verify_hub_signed(tampered, trust=TrustStore.load(files.trust_dir), at=AT)
 
 
 def test_server_context_is_modern_and_requires_client_certificates(tmp_path) -> None:

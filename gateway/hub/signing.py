@@ -1,15 +1,13 @@
-"""The hub's signing identity, and the check of a hub-signed document against a trust store.
+"""The hub's signing identity: its certificate chain and key, loaded once.
 
 Receipts and status notices are signed with :func:`gateway.signature.enveloped.sign_enveloped` (the
-project's profile, whole document, signature last child of the root). What this module adds is the hub's
-side: loading its certificate chain and key once (and refusing a key that does not match), and, for
-nodes and tests, :func:`verify_enveloped`, which is the core's verification plus the signer's chain
-checked against the hub's CA at a given time.
+project's profile, whole document, signature last child of the root); this module only loads the hub's
+side (and refuses a key that does not match). Whoever checks a hub-signed document (nodes, tests) uses
+:func:`gateway.signature.enveloped.verify_enveloped` and validates the signer with its own trust store.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,20 +18,6 @@ from lxml import etree
 
 from gateway.errors import ConfigError
 from gateway.signature import enveloped
-from gateway.trust.store import TrustStore, ValidatedChain
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VerifiedDocument:
-    signed_root: etree._Element
-    chain: ValidatedChain
-
-
-def verify_enveloped(data: bytes, *, trust: TrustStore, at: dt.datetime) -> VerifiedDocument:
-    """Verify a hub-signed document and its signer's chain at ``at``; return the *signed* root."""
-    verified = enveloped.verify_enveloped(data)
-    chain = trust.validate(verified.signer, at=at, extra_intermediates=list(verified.extra_certs))
-    return VerifiedDocument(signed_root=verified.signed_root, chain=chain)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -81,9 +81,10 @@ class NodeSettings(BaseSettings):
     retry_base: float = Field(1.0, gt=0, description="First retry delay of the outbox (seconds).")
     retry_max: float = Field(300.0, gt=0, description="Longest retry delay (the backoff's cap).")
     requests_via_status: bool = Field(
-        True,
-        description="Recall/update/replace also send status 13 on the target document (what the hub "
-        "applies today); false: rely on the BussinessDocType 1/2/3 package alone.",
+        False,
+        description="Recall by status 13 instead of a BussinessDocType 1 package, and follow an update or "
+        "replacement with status 13 on the target (for hubs that do not apply 1/2/3 packages as requests; "
+        "this hub does, so a 13 after them would be redundant).",
     )
 
     @field_validator("organ_id")

@@ -32,11 +32,11 @@ from gateway.edxml.model import DocumentPackage
 from gateway.edxml.parse import parse
 from gateway.errors import GatewayError, UsageError
 from gateway.hub.receipts import Receipt, parse_receipt
-from gateway.hub.signing import verify_enveloped
 from gateway.node import compose, dms
 from gateway.node.client import HubClient, HubRefused, HubUnavailable, tls_context
 from gateway.node.config import NodeSettings
 from gateway.node.store import InboxRow, NodeStore, OutboxRow, open_store, utcnow
+from gateway.signature.enveloped import verify_enveloped
 from gateway.trust.files import check_key_file_private, load_issued
 from gateway.trust.pki import Issued
 from gateway.trust.store import TrustStore
@@ -191,10 +191,18 @@ class Node:
         ceiling = min(self.settings.retry_max, self.settings.retry_base * 2 ** max(0, attempt - 1))
         return self.rng.uniform(min(self.settings.retry_base / 2, ceiling), ceiling)
 
+    def verify_hub_signed(self, data: bytes) -> Any:
+        """A hub-signed document (receipt, status notice): the signature by the core's enveloped profile,
+        then the signer's chain against our trust store, now. Returns the verified signature; read the
+        document from its ``signed_root`` only."""
+        verified = verify_enveloped(data)
+        self.trust.validate(verified.signer, at=self.clock(), extra_intermediates=list(verified.extra_certs))
+        return verified
+
     def check_receipt(self, body: bytes, *, row: OutboxRow, repeat: bool = False) -> Receipt:
         """The hub receipt, verified (hub signature, chain to our trust store) and matched to ``row``."""
         try:
-            checked = verify_enveloped(body, trust=self.trust, at=self.clock())
+            checked = self.verify_hub_signed(body)
             receipt = parse_receipt(checked.signed_root)
         except GatewayError as exc:
             raise ReceiptMismatch(f"the hub receipt does not verify: {exc.code}: {exc.detail}") from exc
@@ -221,8 +229,8 @@ class Node:
             if receipt.document_id != row.document_id:
                 problems.append(f"DocumentId {receipt.document_id} ≠ {row.document_id}")
             same_bytes = receipt.sha256 == row.sha256 and receipt.size == row.size
-            # A different status message reaching a state the same party already reached is answered
-            # with the *earlier* receipt (docs/api.md): accepted only as such a repeat (HTTP 200).
+            # A different message repeating a state is answered 200 with a receipt for it (docs/api.md);
+            # an older hub answered with the *earlier* message's receipt: accepted only on HTTP 200.
             if not same_bytes and not repeat:
                 problems.append(f"SHA-256 {receipt.sha256[:16]}… ≠ sent {row.sha256[:16]}…")
         if problems:
@@ -437,7 +445,11 @@ class Node:
             }
         )
         status = None
-        if existing is None:
+        bussiness = int(meta.get("business_doc_type") or 0)
+        # A recall or an update (BussinessDocType 1/2) carries its target's DocumentId: the hub applies it
+        # to the target's exchanges as a request (13), which the clerk answers with 15/16. An automatic
+        # 01 there would be one more event on the target's timeline, not a delivery receipt.
+        if existing is None and bussiness not in (1, 2):
             code, description = ("01", None) if verdict.ok else ("02", f"{verdict.code}: {verdict.detail}")
             msg = compose.build_status(
                 sender=self.organ_id,
@@ -465,7 +477,6 @@ class Node:
                 "next_attempt_at": now,
                 "created_at": now,
             }
-        bussiness = int(meta.get("business_doc_type") or 0)
         values = {
             "sha256": sha,
             "item_id": int(item["item_id"]),
@@ -495,7 +506,7 @@ class Node:
         receipt: Receipt | None = None
         status_time = None
         try:
-            checked = verify_enveloped(notice, trust=self.trust, at=self.clock())
+            checked = self.verify_hub_signed(notice)
             receipt = parse_receipt(checked.signed_root)
             if receipt.kind != "status-notice" or receipt.status is None or receipt.original is None:
                 raise ReceiptMismatch("not a status notice")
@@ -788,18 +799,29 @@ class Node:
         return {"agency": self.organ_id, "now": now.isoformat(), "sent": sent_out, "received": received_out}
 
     async def requests(self) -> list[dict[str, Any]]:
-        """Recall/update/replace requests (13) received and not yet answered with 15/16."""
-        out = []
-        for n in await self.store.notices():
-            if n.code != "13" or n.status_from == self.organ_id:
+        """Recall/update/replace requests received and not yet answered with 15/16: a status 13 on a
+        document, or a BussinessDocType 1/2/3 package (recall, update, replacement) naming its targets —
+        the hub applies such a package as the request itself, without a separate 13."""
+        asked: list[tuple[str, str, str | None]] = [
+            (n.document_id, n.status_from, n.description)
+            for n in await self.store.notices()
+            if n.code == "13" and n.status_from != self.organ_id
+        ]
+        for r in await self.store.received():
+            if r.ok and r.business_doc_type in (1, 2, 3) and r.sender != self.organ_id:
+                reason = r.meta.get("business_doc_reason")
+                asked.extend((target, r.sender, reason) for target in r.targets)
+        out: list[dict[str, Any]] = []
+        seen: set[tuple[str, str]] = set()
+        for document_id, sender, description in asked:
+            if (document_id, sender) in seen:
                 continue
+            seen.add((document_id, sender))
             answered = [
-                s for s in await self.store.statuses_sent(n.document_id) if s.status_code in ("15", "16")
+                s for s in await self.store.statuses_sent(document_id) if s.status_code in ("15", "16")
             ]
             if not answered:
-                out.append(
-                    {"document_id": n.document_id, "from": n.status_from, "description": n.description}
-                )
+                out.append({"document_id": document_id, "from": sender, "description": description})
         return out
 
 
