@@ -137,6 +137,20 @@ def _require_aware(name: str, value: dt.datetime) -> None:
         raise ValueError(f"{name} must be an aware datetime (got a naive {value!r})")
 
 
+def vn_display(value: str | dt.datetime | None) -> str:
+    """A time as clerks read it: Vietnam local time, to the second (``""`` for none).
+
+    Stored and API times are UTC; a deadline of 16:59:59Z is 23:59:59 in Tây Ninh, and showing the UTC
+    figure would read as a 5 p.m. deadline. Naive values are taken as UTC.
+    """
+    if value is None or value == "":
+        return ""
+    moment = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(VN_TZ).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def vn_date(moment: dt.datetime) -> dt.date:
     """The calendar day in Vietnam at ``moment``."""
     _require_aware("moment", moment)

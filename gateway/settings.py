@@ -75,9 +75,10 @@ class Settings(BaseSettings):
     )
     workers: int = Field(1, ge=1, description="Hub processes sharing the port (SO_REUSEPORT).")
     public_url: str | None = Field(None, description="The hub's URL as nodes reach it (behind a proxy).")
-    tls_cert: Path | None = Field(None, description="The hub's TLS server certificate (PEM).")
+    tls_cert: Path | None = Field(
+        None, description="The hub's TLS server certificate (PEM), optionally followed by its intermediates."
+    )
     tls_key: Path | None = Field(None, description="Its private key (PEM).")
-    tls_chain: Path | None = Field(None, description="Intermediate certificates sent with it (PEM).")
     signing_cert: Path | None = Field(
         None, description="Certificate the hub signs receipts with; default tls_cert."
     )

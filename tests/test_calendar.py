@@ -125,3 +125,13 @@ def test_bad_holiday_files_are_config_errors(text):
 def test_missing_holiday_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError):
         Holidays.load(tmp_path / "nope.toml")
+
+
+def test_times_are_shown_to_clerks_in_vietnam_time() -> None:
+    from gateway.calendar import vn_display
+
+    # A deadline stored as 16:59:59 UTC is the end of the day in Vietnam, not 5 p.m.
+    assert vn_display("2026-11-23T16:59:59+00:00") == "2026-11-23 23:59:59"
+    assert vn_display(dt.datetime(2026, 11, 23, 17, 0, tzinfo=dt.UTC)) == "2026-11-24 00:00:00"
+    assert vn_display("2026-11-23T16:59:59") == "2026-11-23 23:59:59"  # naive: UTC
+    assert vn_display(None) == ""

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gateway.calendar import vn_display
 from gateway.cli.node import ConfigOption, JsonOption, with_node
 
 app = typer.Typer(
@@ -22,11 +23,16 @@ console = Console()
 
 def render(data: dict[str, Any]) -> None:
     sent = Table(
-        "document", "recipient", "state", "deadline", "subject", title="Sent, unconfirmed past the deadline"
+        "document",
+        "recipient",
+        "state",
+        "deadline (ICT)",
+        "subject",
+        title="Sent, unconfirmed past the deadline",
     )
     for r in data["sent"]:
         sent.add_row(
-            r["document_id"], r["recipient"] or "", r["state"], (r["deadline"] or "")[:19], r["subject"] or ""
+            r["document_id"], r["recipient"] or "", r["state"], vn_display(r["deadline"]), r["subject"] or ""
         )
     console.print(sent)
     received = Table(
@@ -42,7 +48,7 @@ def render(data: dict[str, Any]) -> None:
         received.add_row(
             r["document_id"],
             r["sender"],
-            r["received_at"][:19],
+            vn_display(r["received_at"]),
             r["last_status"] or "",
             "[red]yes[/]" if r["overdue"] else "no",
             r["subject"] or "",

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gateway.calendar import vn_display
 from gateway.cli.node import ConfigOption, JsonOption, with_node
 
 app = typer.Typer(
@@ -40,14 +41,15 @@ def render(data: dict[str, Any]) -> None:
     receipt = data.get("hub_receipt")
     if receipt:
         console.print(
-            f"hub receipt: {receipt['hub']} at {receipt['hub_time']}, SHA-256 {receipt['sha256'][:16]}…, "
+            f"hub receipt: {receipt['hub']} at {vn_display(receipt['hub_time'])} ICT, "
+            f"SHA-256 {receipt['sha256'][:16]}…, "
             f"{receipt['size']} bytes, {receipt['carriage']}, verdict {receipt['verdict']} "
             f"(signature {receipt['signature']})",
             highlight=False,
         )
     if data.get("source") == "local":
         console.print(f"[yellow]hub unreachable[/] ({data.get('hub_error')}): from the node's store only")
-    table = Table("recipient", "state", "overdue", "deadline", "status", "at", "by", "note")
+    table = Table("recipient", "state", "overdue", "deadline (ICT)", "status", "at (ICT)", "by", "note")
     for r in data["recipients"]:
         events = r["events"] or [{"code": "", "at": "", "by": "", "description": ""}]
         for i, e in enumerate(events):
@@ -56,15 +58,17 @@ def render(data: dict[str, Any]) -> None:
                 r["organ_id"] if first else "",
                 r["state"] if first else "",
                 ("[red]overdue[/]" if r["overdue"] else "no") if first else "",
-                (r["deadline"] or "")[:19] if first else "",
+                vn_display(r["deadline"]) if first else "",
                 f"{e['code']} {LABELS.get(e['code'], '')}".strip(),
-                (e["at"] or "")[:19],
+                vn_display(e["at"]),
                 e["by"] or "",
                 e.get("description") or "",
             )
     console.print(table)
     for s in data.get("my_statuses", []):
-        console.print(f"sent by this node: {s['code']} ({s['state']}) at {s['at']}", highlight=False)
+        console.print(
+            f"sent by this node: {s['code']} ({s['state']}) at {vn_display(s['at'])} ICT", highlight=False
+        )
 
 
 @app.callback(invoke_without_command=True)

@@ -21,7 +21,15 @@ down_revision: str | None = "0003_hub"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-RATE_COLUMNS = ["month", "sender_level", "recipient_level", "state", "previous_state", "paper", "signature_ok"]
+RATE_COLUMNS = [
+    "month",
+    "sender_level",
+    "recipient_level",
+    "state",
+    "previous_state",
+    "paper",
+    "signature_ok",
+]
 
 
 def upgrade() -> None:
