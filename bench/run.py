@@ -14,7 +14,9 @@ Benchmarks:
 * ``hub``: :func:`run_hub`, the hook for ``bench/hub_ingest.py`` (written separately): ``run() -> dict``
   if it has one, else ``python -m bench.hub_ingest --json``; skipped while the module does not exist;
 * ``rate``: :mod:`bench.rate` (the rate by level pair and month over 1,000,000 exchanges beside a bare
-  ``count(*)``, on PostgreSQL and SQLite).
+  ``count(*)``, on PostgreSQL and SQLite);
+* ``scale``: :mod:`bench.scale_out` (ingest through nginx on PostgreSQL with one hub process, then two,
+  in the same run; CPU shares of every party).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 README = ROOT / "README.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-NAMES = ("core", "multipart", "hub", "rate")
+NAMES = ("core", "multipart", "hub", "rate", "scale")
 
 
 def machine() -> dict[str, Any]:
@@ -154,11 +156,19 @@ def run_rate(quick: bool) -> dict[str, Any]:
     return rate.run(quick=quick)
 
 
+def run_scale(quick: bool) -> dict[str, Any]:
+    """bench/scale_out.py: one hub process vs two behind nginx on PostgreSQL, same run, same load."""
+    from bench import scale_out
+
+    return scale_out.run(quick=quick)
+
+
 BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "core": run_core,
     "multipart": run_multipart,
     "hub": run_hub,
     "rate": run_rate,
+    "scale": run_scale,
 }
 
 
@@ -211,6 +221,12 @@ def readme_section() -> str:
     rate = _load("rate")
     if rate is not None and isinstance(rate.get("markdown"), str):
         lines += ["", "**Electronic-exchange rate** (`bench/rate.py`): " + rate["markdown"]]
+    scale = _load("scale")
+    if scale is not None and isinstance(scale.get("markdown"), str):
+        lines += [
+            "",
+            "**Scale-out** (`bench/scale_out.py`; why, in docs/operations.md): " + scale["markdown"],
+        ]
     return "\n".join(lines)
 
 
