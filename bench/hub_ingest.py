@@ -273,6 +273,28 @@ def _pg_database() -> str | None:
     return base.set(database=name).render_as_string(hide_password=False)
 
 
+def _drop_pg_database(url: str) -> None:
+    """The benchmark's database is scratch: drop it so repeated runs leave nothing behind."""
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+
+    async def drop() -> None:
+        import asyncpg
+
+        admin = target.set(drivername="postgresql", database="postgres")
+        conn = await asyncpg.connect(admin.render_as_string(hide_password=False))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(drop())
+    except Exception as exc:
+        print(f"could not drop {target.database} ({exc!r})", file=sys.stderr)
+
+
 def run_backend(
     name: str, url: str, *, workers: int, bodies: list[bytes], connections: int, mib: int
 ) -> dict[str, Any]:
@@ -317,7 +339,12 @@ def run(quick: bool = False) -> dict[str, Any]:
     ]
     pg = _pg_database()
     if pg is not None:
-        runs.append(run_backend("postgresql", pg, workers=2, bodies=bodies, connections=connections, mib=0))
+        try:
+            runs.append(
+                run_backend("postgresql", pg, workers=2, bodies=bodies, connections=connections, mib=0)
+            )
+        finally:
+            _drop_pg_database(pg)
     floor_after = floor_rate(bodies[0], 1.0 if quick else 3.0)
     floor = max(floor, floor_after)
     for r in runs:
