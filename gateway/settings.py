@@ -35,14 +35,25 @@ _toml_data: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextV
 )
 
 
-class _TomlSource(PydanticBaseSettingsSource):
-    """The already-parsed TOML file (parsed by :func:`load_settings`, so errors carry its path)."""
+class ParsedTomlSource(PydanticBaseSettingsSource):
+    """A TOML file the loader already parsed (so its errors carry the file's path), as a settings source.
+
+    ``settings_customise_sources`` is a class method and cannot take the file per call, so the loader
+    hands the parsed table over in a context variable for the duration of one construction. The hub's
+    and the node's settings both read their file this way.
+    """
+
+    def __init__(
+        self, settings_cls: type[BaseSettings], data: contextvars.ContextVar[dict[str, Any] | None]
+    ) -> None:
+        super().__init__(settings_cls)
+        self._data = data
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
-        return (_toml_data.get() or {}).get(field_name), field_name, False
+        return (self._data.get() or {}).get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_toml_data.get() or {})
+        return dict(self._data.get() or {})
 
 
 class Settings(BaseSettings):
@@ -165,7 +176,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _TomlSource(settings_cls))
+        return (init_settings, env_settings, ParsedTomlSource(settings_cls, _toml_data))
 
     @model_validator(mode="before")
     @classmethod

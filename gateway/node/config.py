@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from gateway.edxml.codes import OrganId
 from gateway.errors import ConfigError, FieldError
+from gateway.settings import ParsedTomlSource
 
 DEFAULT_CONFIG_FILE = Path("config/node.toml")
 MiB = 1024 * 1024
@@ -26,14 +27,6 @@ MiB = 1024 * 1024
 _toml: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "gateway_node_toml", default=None
 )
-
-
-class _TomlSource(PydanticBaseSettingsSource):
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
-        return (_toml.get() or {}).get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(_toml.get() or {})
 
 
 class NodeSettings(BaseSettings):
@@ -112,7 +105,7 @@ class NodeSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _TomlSource(settings_cls))
+        return (init_settings, env_settings, ParsedTomlSource(settings_cls, _toml))
 
     @property
     def db_path(self) -> Path:
