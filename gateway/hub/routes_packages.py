@@ -58,20 +58,6 @@ def _check_recipients(hub: Hub, recipients: tuple[str, ...]) -> None:
         )
 
 
-class _TempSink:
-    """A multipart part that only needs its digest: counted and dropped (the raw body is kept whole)."""
-
-    def __init__(self, content_id: str = "", content_type: str = "") -> None:
-        self.content_id = content_id
-        self.content_type = content_type
-
-    def write(self, data: memoryview, /) -> int:
-        return len(data)
-
-    def close(self) -> None:
-        return None
-
-
 async def _receive(hub: Hub, request: web.Request, carriage: str) -> tuple[body.Spool, object | None]:
     config = hub.config
     if carriage == "single":
@@ -83,9 +69,10 @@ async def _receive(hub: Hub, request: web.Request, carriage: str) -> tuple[body.
             read_timeout=config.read_timeout,
         )
         return spool, None
-    from gateway.edxml.multipart import MultipartReader
+    from gateway.edxml.multipart import DiscardSink, MultipartReader
 
-    reader = MultipartReader(request.headers.get("Content-Type", ""), sink_factory=_TempSink)
+    # Parts need only their digests: the raw body is kept whole.
+    reader = MultipartReader(request.headers.get("Content-Type", ""), sink_factory=DiscardSink)
     try:
         spool = await body.receive(
             request,
