@@ -318,9 +318,7 @@ class StoreRepository:
         await store.sync_directory(
             self.db,
             [
-                store.AgencyRecord(
-                    organ_id=a.organ_id, name=a.name, level=a.level, parent_organ_id=a.parent
-                )
+                store.AgencyRecord(organ_id=a.organ_id, name=a.name, level=a.level, parent_organ_id=a.parent)
                 for a in agencies
             ],
             {a.organ_id: a.pinned_fingerprints for a in agencies},

@@ -295,7 +295,9 @@ async def sync_directory(
             ).scalars()
         }
         wanted = {
-            (organ_id, _normalise_fingerprint(fp)) for organ_id, fps in pins.items() if organ_id in listed
+            (organ_id, _normalise_fingerprint(fp))
+            for organ_id, fps in pins.items()
+            if organ_id in listed
             for fp in fps
         }
         for organ_id, fingerprint in current - wanted:
