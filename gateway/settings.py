@@ -20,7 +20,7 @@ import datetime as dt
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     )
     tls_handshake_timeout_s: float = Field(
         10.0, gt=0, description="Close a connection that has not completed its TLS handshake by then."
+    )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop",
+        description="The hub's event loop: uvloop (libuv; about a third less CPU per request, TLS "
+        "included) or the standard library's asyncio. uvloop falls back to asyncio where it is not "
+        "installed.",
     )
     inbox_page_limit: int = Field(100, ge=1, le=10_000, description="Most inbox items returned per request.")
     long_poll_max: float = Field(30.0, ge=0, description="Cap, in seconds, of GET /v1/inbox?wait=.")

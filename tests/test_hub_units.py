@@ -142,3 +142,23 @@ def test_a_gateway_error_with_extra_fields_crosses_a_process_pool() -> None:
 
 def _raise_conflict() -> None:
     raise Conflict("conflict.document_id", "taken", document_id="X", ids=[1, 2])
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("uvloop", "uvloop"), ("asyncio", "asyncio")])
+def test_the_hub_runs_on_the_event_loop_its_settings_name(tmp_path, monkeypatch, setting, expected) -> None:
+    import asyncio
+
+    from gateway.hub.server import run_loop
+
+    monkeypatch.setenv("GATEWAY_EVENT_LOOP", setting)
+    files = write_hub_files(build_pki(), tmp_path)
+    toml = write_config_toml(hub_config(files, f"sqlite+aiosqlite:///{tmp_path}/h.db"), tmp_path / "h.toml")
+    config = load_config(toml)
+    assert config.event_loop == setting
+    seen: list[str] = []
+
+    async def main() -> None:
+        seen.append(type(asyncio.get_running_loop()).__module__.split(".")[0])
+
+    run_loop(main(), event_loop=config.event_loop)
+    assert seen == [expected]

@@ -67,6 +67,8 @@ class HubConfig:
     or after its last response, is closed (slowloris, idle keep-alive). Not applied while a request runs."""
     tls_handshake_timeout: float = 10.0
     """A TCP connection that has not completed its TLS handshake by then is closed."""
+    event_loop: str = "uvloop"
+    """``uvloop`` (if installed, else asyncio) or ``asyncio``: see :func:`gateway.hub.server.run_loop`."""
     metrics_dir: Path | None = None
     db_pool_size: int = 10
     sqlite_busy_timeout_ms: int = 30_000
@@ -128,6 +130,7 @@ def hub_config(settings: Any) -> HubConfig:
         read_timeout=settings.request_timeout_s,
         idle_timeout=settings.idle_timeout_s,
         tls_handshake_timeout=settings.tls_handshake_timeout_s,
+        event_loop=settings.event_loop,
         metrics_dir=settings.metrics_dir,
         db_pool_size=settings.db_pool_size,
         sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,

@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -139,9 +140,28 @@ async def _serve(config: HubConfig, *, reuse_port: bool, on_ready: Any = None) -
     await runner.cleanup()
 
 
+def run_loop(main: Coroutine[Any, Any, None], *, event_loop: str) -> None:
+    """Run ``main`` on the configured event loop.
+
+    uvloop is the default because the hub's event-loop thread is its bottleneck under load (TLS records,
+    HTTP parsing, hand-offs to the pool and the database): uvloop does the same work with about a third
+    less CPU. ``event_loop = "asyncio"`` keeps the standard library's loop; so does a platform without
+    uvloop, with a log line saying so.
+    """
+    if event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            log.warning("uvloop is not installed; running on asyncio's event loop")
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
+
+
 def _worker_main(config: HubConfig, reuse_port: bool, ready: Any) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(message)s")
-    asyncio.run(_serve(config, reuse_port=reuse_port, on_ready=ready.set))
+    run_loop(_serve(config, reuse_port=reuse_port, on_ready=ready.set), event_loop=config.event_loop)
 
 
 def check_startup(config: HubConfig) -> None:
@@ -218,7 +238,10 @@ def serve(config: HubConfig, *, workers: int = 1) -> int:
 
 def _worker_main_ready(config: HubConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(message)s")
-    asyncio.run(_serve(config, reuse_port=False, on_ready=lambda: print("ready", flush=True)))
+    run_loop(
+        _serve(config, reuse_port=False, on_ready=lambda: print("ready", flush=True)),
+        event_loop=config.event_loop,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
