@@ -128,7 +128,9 @@ class StoreRepository:
         record = replace(verdict.record, content_type=content_type)
         sha = record.sha256
         # The bytes first, durably: a row never points at nothing (an unreferenced blob is harmless).
-        if body_path is not None:
+        if verdict.blob_stored:
+            created_blob = verdict.blob_created
+        elif body_path is not None:
             created_blob = await self.blobs.adopt(body_path, sha)
         elif await self.blobs.exists(sha):
             created_blob = False
@@ -141,10 +143,16 @@ class StoreRepository:
         try:
             result = await self._group_commit(item)
         except Exception as exc:
-            if created_blob and (isinstance(exc, Conflict) or await self.package(sha) is None):
-                await self.blobs.delete(sha)  # a refused request stores nothing
+            if created_blob:
+                await self.discard_blob(sha, conflict=isinstance(exc, Conflict))
             raise
         return self._stored(result.package, record.recipients), result.created
+
+    async def discard_blob(self, sha256: str, *, conflict: bool = False) -> None:
+        """Remove a blob a refused request created (a refused request stores nothing), unless a package
+        stored meanwhile refers to it."""
+        if conflict or await self.package(sha256) is None:
+            await self.blobs.delete(sha256)
 
     async def _group_commit(self, item: store.IngestItem) -> store.IngestResult:
         """Commit ``item`` together with whatever other ingests are waiting (one transaction, one sync).

@@ -38,6 +38,10 @@ class Verdict:
     receipt_xml: bytes = b""
     """The signed hub receipt, prepared in the worker with every recipient ``queued``."""
     verify_seconds: float = 0.0
+    blob_stored: bool = False
+    """The worker already wrote the body to the blob store (an in-memory body, see ``Job.blob_dir``)."""
+    blob_created: bool = False
+    """…and that write created the blob (so a rejection after it must remove it)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,6 +149,10 @@ class Repository(Protocol):
         The same bytes already stored: ``(existing, False)``. The same ``(sender, DocumentId)`` with other
         bytes: raises ``Conflict("conflict.document_id")``. Unique constraints decide, not process memory.
         """
+        ...
+
+    async def discard_blob(self, sha256: str, *, conflict: bool = False) -> None:
+        """Remove the blob a refused request created, unless a stored package refers to it."""
         ...
 
     async def open_package(self, package_id: str) -> Path: ...

@@ -91,6 +91,24 @@ class BlobStore:
         assert writer.info is not None
         return writer.info
 
+    def store_bytes(self, data: bytes, sha256: str) -> bool:
+        """Store a small body whose SHA-256 the caller measured, synchronously, in one go: write, fsync,
+        rename into place, fsync the folder. True if this call created the blob.
+
+        For a process that is not running an event loop (the hub's verification pool writes the body it
+        has just verified, so that the event loop does not); the bytes are hashed again and must match.
+        """
+        sha256 = _check_sha(sha256)
+        if self.path_of(sha256).is_file():
+            return False
+        writer = BlobWriter(self, expected_sha256=sha256, expected_size=len(data))
+        try:
+            writer._finish_sync(data)
+        except BaseException:
+            writer._discard_sync()
+            raise
+        return writer.created
+
     async def adopt(self, path: str | os.PathLike[str], sha256: str) -> bool:
         """Publish a file the caller already wrote and hashed (a body streamed to disk while hashed) as
         the blob ``sha256``, without copying it: fsync, rename into place, fsync the folder. The file is
@@ -211,6 +229,8 @@ class BlobWriter:
         self._tmp_path: Path | None = None
         self._done = False
         self.info: BlobInfo | None = None
+        self.created = False
+        """Whether closing published a new blob (False: the same content was already stored)."""
 
     @property
     def size(self) -> int:
@@ -261,7 +281,8 @@ class BlobWriter:
                 f"{self._expected_size} bytes with SHA-256 {self._expected_sha256}",
             )
         final = self._store.path_of(sha)
-        if final.is_file():
+        self.created = not final.is_file()
+        if not self.created:
             self._tmp_path.unlink()  # same content already stored
         else:
             new_shard = not final.parent.is_dir()
