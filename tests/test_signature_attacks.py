@@ -201,6 +201,15 @@ def test_duplicate_id_anywhere(signed, engine):
     assert verdict(root, engine) == "signature.wrapping"
 
 
+def test_two_id_attributes_with_one_value_on_one_element(signed, engine):
+    """``Id`` and ``id`` on one element name it twice: resolvers disagree on which one counts."""
+    root = signed("envelope")
+    holder = root.find(f"{E}AttachmentEncoded")
+    holder.set("Id", "twice")
+    holder.set("id", "twice")
+    assert verdict(root, engine) == "signature.wrapping"
+
+
 def test_second_envelope_under_the_root(signed, engine):
     root = signed()
     forged = copy.deepcopy(root.find(f"{E}edXMLEnvelope"))
@@ -247,6 +256,28 @@ def test_changed_signature_value(signed, engine):
     raw = bytearray(base64.b64decode(value.text))
     raw[10] ^= 1
     value.text = base64.b64encode(bytes(raw)).decode()
+    assert verdict(root, engine) == "signature.invalid"
+
+
+@pytest.mark.parametrize("child", ["SignedInfo", "SignatureValue"])
+def test_signature_child_twice(signed, engine, child):
+    root = signed()
+    el = signature_of(root).find(f"{DS}{child}")
+    el.addnext(copy.deepcopy(el))
+    assert verdict(root, engine) == "signature.invalid"
+
+
+def test_signed_info_not_first(signed, engine):
+    root = signed()
+    sig = signature_of(root)
+    sig.insert(0, sig.find(f"{DS}SignatureValue"))
+    assert verdict(root, engine) == "signature.invalid"
+
+
+def test_canonicalization_method_not_first(signed, engine):
+    root = signed()
+    info = signature_of(root).find(f"{DS}SignedInfo")
+    info.insert(0, info.find(f"{DS}SignatureMethod"))
     assert verdict(root, engine) == "signature.invalid"
 
 
@@ -328,3 +359,16 @@ def test_resign_helper_makes_valid_signatures(signed, pki, engine, reference):
     """Guards the attack tests: without a forbidden choice, a re-signed package verifies."""
     root = resign(signed(reference), pki.province_rsa.key)
     assert verify_signature(dump(root), engine=engine).reference == reference
+
+
+def test_base64_is_decoded_as_the_standard_library_decodes_it():
+    """A fast decoder serves the common case; the accepted set stays the standard library's."""
+    from gateway.signature.profile import _b64
+
+    assert _b64("QUJD", what="x") == b"ABC"
+    assert _b64(" QU\nJD\t", what="x") == b"ABC"
+    assert _b64("QUJD====", what="x") == b"ABC"  # excess padding: tolerated by the standard library
+    for bad in ("QUJ", "QU=D", "QUJ?", "", "  "):
+        with pytest.raises(GatewayError) as err:
+            _b64(bad, what="x")
+        assert err.value.code == "signature.invalid"
