@@ -157,34 +157,53 @@ def _text_of(el: etree._Element) -> str:
 
 
 class _Node:
-    """One edXML element with its children indexed by local name, and its path for error details."""
+    """One edXML element with its children indexed by local name.
 
-    __slots__ = ("el", "kids", "path", "reader")
+    Its path (for error details) is built only when an error needs it: reading a package builds a few
+    dozen nodes and formats no path at all.
+    """
 
-    def __init__(self, reader: _Reader, el: etree._Element, path: str) -> None:
-        self.reader, self.el, self.path = reader, el, path
+    __slots__ = ("el", "kids", "name", "parent", "reader")
+
+    def __init__(self, reader: _Reader, el: etree._Element, name: str, parent: _Node | None = None) -> None:
+        self.reader, self.el, self.name, self.parent = reader, el, name, parent
         kids: dict[str, list[etree._Element]] = {}
-        for child in el:
+        for child in el[:]:  # slicing builds the list in C: cheaper than lxml's child iterator
             tag = child.tag
-            name = _local_name_of_tag(tag) if isinstance(tag, str) else None
-            if name is not None:
-                kids.setdefault(name, []).append(child)
+            if isinstance(tag, str):
+                local = _local_name_of_tag(tag)
+                if local is not None:
+                    found = kids.get(local)
+                    if found is None:
+                        kids[local] = [child]
+                    else:
+                        found.append(child)
         self.kids = kids
+
+    @property
+    def path(self) -> str:
+        return self.name if self.parent is None else f"{self.parent.path}/{self.name}"
+
+    def _repeated(self, name: str, found: list[etree._Element]) -> None:
+        self.reader.soft(
+            PackageError("edxml.unexpected_element", f"{self.path}/{name} appears {len(found)} times"), None
+        )
 
     def one(self, name: str) -> etree._Element | None:
         found = self.kids.get(name)
         if not found:
             return None
         if len(found) > 1:
-            self.reader.soft(
-                PackageError("edxml.unexpected_element", f"{self.path}/{name} appears {len(found)} times"),
-                None,
-            )
+            self._repeated(name, found)
         return found[0]
 
     def child(self, name: str) -> _Node | None:
-        el = self.one(name)
-        return None if el is None else _Node(self.reader, el, f"{self.path}/{name}")
+        found = self.kids.get(name)
+        if not found:
+            return None
+        if len(found) > 1:
+            self._repeated(name, found)
+        return _Node(self.reader, found[0], name, self)
 
     def required(self, name: str) -> _Node:
         node = self.child(name)
@@ -193,16 +212,24 @@ class _Node:
         return node
 
     def children(self, name: str) -> list[_Node]:
-        return [_Node(self.reader, el, f"{self.path}/{name}") for el in self.kids.get(name, ())]
+        return [_Node(self.reader, el, name, self) for el in self.kids.get(name, ())]
 
     def text(self, name: str) -> str | None:
         """Optional text: absent or empty is ``None``; otherwise exactly as sent."""
-        el = self.one(name)
-        return (_text_of(el) or None) if el is not None else None
+        found = self.kids.get(name)
+        if not found:
+            return None
+        if len(found) > 1:
+            self._repeated(name, found)
+        el = found[0]
+        return (_text_of(el) if len(el) else el.text) or None
 
     def required_text(self, name: str) -> str:
         """Text of a required element; the element must exist, emptiness is for validation to report."""
-        return _text_of(self.required(name).el)
+        el = self.one(name)
+        if el is None:
+            raise PackageError("edxml.missing_element", f"{self.path}/{name} is missing")
+        return _text_of(el)
 
     def value(self, name: str, convert: Callable[[str], T]) -> T | None:
         text = self.text(name)
@@ -529,7 +556,7 @@ class _Reader:
 
     def attachment(self, n: _Node) -> Attachment:
         content_id = n.required_text("ContentId")
-        encoded = _text_of(n.required("ContentTransferEncoded").el)
+        encoded = n.required_text("ContentTransferEncoded")
         try:
             data = decode_base64(encoded)
         except PackageError as exc:
@@ -551,7 +578,7 @@ def _texts(n: _Node | None, name: str) -> tuple[str, ...]:
 
 
 def _ext(n: _Node, name: str) -> etree._Element | None:
-    found = n.el.findall(f"{{{EXT_NS}}}{name}")
+    found = list(n.el.iterchildren(f"{{{EXT_NS}}}{name}"))
     if len(found) > 1:
         n.reader.soft(
             PackageError("edxml.unexpected_element", f"{n.path}/{name} appears {len(found)} times"), None
