@@ -79,6 +79,36 @@ async def test_batched_ingest_gives_each_item_what_a_single_ingest_would(db):
     assert (await ingest_packages(db, [])) == []
 
 
+async def test_a_batch_keeps_the_levels_it_was_routed_with_and_a_request_after_its_document(db):
+    """The levels the caller routed with are what the exchanges keep; a recall in the same batch as its
+    document (whatever their order by SHA-256) finds the document."""
+    doc = f"{SENDER},2027/03/02,7/A"
+    levels = {SENDER: "province", RECIPIENTS[0]: "department", RECIPIENTS[1]: "district"}
+    for recall_body in ("recall-a", "recall-b", "recall-c"):  # different SHA-256 orders
+        document = make_record(f"doc-{recall_body}", document_id=doc + recall_body)
+        recall = make_record(recall_body, document_id=doc + recall_body, doc_type=1)
+        done = await ingest_packages(
+            db,
+            [
+                IngestItem(record=recall, receipt=b"r", received_at=T0),
+                IngestItem(record=document, receipt=b"d", received_at=T0),
+            ],
+            levels=levels,
+        )
+        assert all(r.created for r in done)
+        assert {a.outcome for a in done[0].requests} == {"applied"}
+        async with db.read() as s:
+            rows = (
+                (await s.execute(select(Exchange).where(Exchange.package_id == done[1].package.id)))
+                .scalars()
+                .all()
+            )
+        assert {(e.recipient_organ_id, e.sender_level, e.recipient_level) for e in rows} == {
+            (RECIPIENTS[0], "province", "department"),
+            (RECIPIENTS[1], "province", "district"),
+        }
+
+
 async def test_batches_from_two_engines_racing_on_the_same_packages(database_url):
     from gateway.store import open_database
 

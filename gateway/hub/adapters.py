@@ -22,7 +22,7 @@ import contextlib
 import datetime as dt
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -71,10 +71,12 @@ class StoreRepository:
         *,
         holidays: Callable[[], HolidaysLike] = lambda: None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        directory: Callable[[], Directory | None] = lambda: None,
     ) -> None:
         self.db = db
         self.blobs = blobs
         self.holidays = holidays
+        self.directory = directory
         self.clock = clock
         self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -173,7 +175,10 @@ class StoreRepository:
             batch, self._pending = self._pending[:GROUP_MAX], self._pending[GROUP_MAX:]
             try:
                 results = await store.ingest_packages(
-                    self.db, [p.item for p in batch], holidays=self.holidays()
+                    self.db,
+                    [p.item for p in batch],
+                    holidays=self.holidays(),
+                    levels=self._levels(p.item.record for p in batch),
                 )
             except Exception as exc:
                 for p in batch:
@@ -187,6 +192,21 @@ class StoreRepository:
                     p.future.set_exception(result)
                 else:
                     p.future.set_result(result)
+
+    def _levels(self, records: Iterable[store.PackageRecord]) -> dict[str, str | None] | None:
+        """The levels of these agencies in the directory the hub routed them with (the exchanges keep
+        them); None, to read the database instead, if any of them is not there."""
+        directory = self.directory()
+        if directory is None:
+            return None
+        levels: dict[str, str | None] = {}
+        for record in records:
+            for organ_id in (record.sender, *record.recipients):
+                agency = directory.get(organ_id)
+                if agency is None:
+                    return None
+                levels[organ_id] = agency.level
+        return levels
 
     async def open_package(self, package_id: str) -> Path:
         """The file holding the package bytes (for ``sendfile``)."""
@@ -432,6 +452,7 @@ async def open_repository(
     *,
     clock: Callable[[], dt.datetime] | None = None,
     holidays: Callable[[], HolidaysLike] = lambda: None,
+    directory: Callable[[], Directory | None] = lambda: None,
 ) -> AsyncIterator[StoreRepository]:
     """Open the database (migrated, or checked; see :func:`prepare_schema`) for the app's lifetime."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -443,6 +464,12 @@ async def open_repository(
         blobs = store.BlobStore(config.blob_dir)
         await blobs.sweep_temp()
         await asyncio.to_thread(sweep_spool, config.tmp_dir)
-        yield StoreRepository(db, blobs, holidays=holidays, clock=clock or (lambda: dt.datetime.now(dt.UTC)))
+        yield StoreRepository(
+            db,
+            blobs,
+            holidays=holidays,
+            clock=clock or (lambda: dt.datetime.now(dt.UTC)),
+            directory=directory,
+        )
     finally:
         await db.close()

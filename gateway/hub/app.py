@@ -188,7 +188,12 @@ async def _repo_ctx(app: web.Application) -> AsyncIterator[None]:
     from gateway.hub.adapters import open_repository
 
     runtime = app[RUNTIME]
-    async with open_repository(app[CONFIG], clock=app[CLOCK], holidays=lambda: runtime.holidays) as repo:
+    async with open_repository(
+        app[CONFIG],
+        clock=app[CLOCK],
+        holidays=lambda: runtime.holidays,
+        directory=lambda: runtime.directory,
+    ) as repo:
         app[REPO] = repo
         await sync_directory(repo, runtime, file_changed=True)
         yield

@@ -19,11 +19,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -323,7 +323,11 @@ class IngestItem:
 
 
 async def ingest_packages(
-    db: Database, items: Sequence[IngestItem], *, holidays: HolidaysLike = None
+    db: Database,
+    items: Sequence[IngestItem],
+    *,
+    holidays: HolidaysLike = None,
+    levels: Mapping[str, str | None] | None = None,
 ) -> list[IngestResult | GatewayError]:
     """Many ingests in **one** transaction: one commit (one fsync) for all, which is what lets SQLite's
     single writer keep up with concurrent requests (the hub's group commit).
@@ -334,6 +338,9 @@ async def ingest_packages(
     sent one after the other. If the transaction hits a unique constraint (another process stored one of
     these packages first) or a deadlock with another process's batch, it is rolled back and every item is
     ingested on its own.
+
+    ``levels``: the administrative level of every sender and recipient, from the directory the caller
+    routed with (the hub's); without it they are read from the ``agency`` table.
     """
     results: list[IngestResult | GatewayError | None] = [None] * len(items)
     todo: list[int] = []
@@ -352,27 +359,30 @@ async def ingest_packages(
     records = [items[i].record for i in todo]
     try:
         async with db.write() as session:
-            by_sha: dict[str, Package] = {
-                p.sha256: p
-                for p in (
-                    await session.execute(
-                        select(Package).where(Package.sha256.in_({r.sha256 for r in records}))  # type: ignore[attr-defined]
-                    )
-                ).scalars()
-            }
+            # One lookup for both idempotency keys (one snapshot, one round trip): these bytes, and new
+            # documents under these DocumentIds.
+            shas = {r.sha256 for r in records}
             new_docs = {r.document_id for r in records if r.bussiness_doc_type == 0}
-            by_document: dict[tuple[str, str], Package] = {}
+            found = select(Package).where(Package.sha256.in_(shas))  # type: ignore[attr-defined]
             if new_docs:
-                for p in (
-                    await session.execute(
-                        select(Package).where(
+                found = select(Package).where(
+                    or_(
+                        Package.sha256.in_(shas),  # type: ignore[attr-defined]
+                        and_(
                             Package.bussiness_doc_type == 0,
                             Package.document_id.in_(new_docs),  # type: ignore[attr-defined]
-                        )
+                        ),
                     )
-                ).scalars():
+                )
+            by_sha: dict[str, Package] = {}
+            by_document: dict[tuple[str, str], Package] = {}
+            for p in (await session.execute(found)).scalars():
+                if p.sha256 in shas:
+                    by_sha[p.sha256] = p
+                if p.bussiness_doc_type == 0 and p.document_id in new_docs:
                     by_document[(p.sender_organ_id, p.document_id)] = p
-            levels = await _levels(session, {o for r in records for o in (r.sender, *r.recipients)})
+            if levels is None:
+                levels = await _levels(session, {o for r in records for o in (r.sender, *r.recipients)})
             fresh: list[int] = []  # new documents, written together below
             twins: list[tuple[int, int]] = []  # (item, earlier item in this batch with the same bytes)
             requests: list[int] = []  # recall/update/replacement packages, applied after the documents
@@ -511,7 +521,7 @@ async def _insert_documents(
     items: Sequence[IngestItem],
     *,
     holidays: HolidaysLike,
-    levels: dict[str, str | None],
+    levels: Mapping[str, str | None],
 ) -> list[IngestResult]:
     """New documents (BussinessDocType 0), many at once: a fixed handful of statements for the whole batch.
 
@@ -573,7 +583,7 @@ async def _insert(
     receipt: bytes,
     received_at: dt.datetime,
     holidays: HolidaysLike,
-    levels: dict[str, str | None] | None = None,
+    levels: Mapping[str, str | None] | None = None,
 ) -> IngestResult:
     if levels is None:
         levels = await _levels(session, {record.sender, *record.recipients})
