@@ -372,3 +372,10 @@ def test_base64_is_decoded_as_the_standard_library_decodes_it():
         with pytest.raises(GatewayError) as err:
             _b64(bad, what="x")
         assert err.value.code == "signature.invalid"
+
+
+@pytest.mark.parametrize("reference", ["document", "envelope"])
+def test_undeclared_prefix_inserted_after_signing(signed, reference):
+    """Read tolerantly by the parser, an element with an undeclared prefix is still covered by the digest."""
+    raw = dump(signed(reference)).replace(b"<edXML:Subject>", b"<zz:Extra>1</zz:Extra><edXML:Subject>", 1)
+    assert verdict(raw, "c14n") == "signature.digest_mismatch"

@@ -8,7 +8,8 @@ cryptography in one of two engines that give the same verdicts:
 ``c14n`` (the default)
     the profile's operations done directly: exclusive C14N of SignedInfo (libxml2 through lxml) verified
     with ``cryptography``, then the enveloped-signature transform (the Signature node removed) and the
-    exclusive C14N of the referenced node streamed into SHA-256. One pass over the tree, no copies.
+    exclusive C14N of the referenced node streamed into SHA-256. One pass over the tree, no copies: the
+    node whose canonical form was digested is what the caller reads.
 ``signxml``
     signxml's :class:`~signxml.XMLVerifier`, pinned to the profile (location narrowed to edXMLHeader,
     one reference, SHA-256 RSA/ECDSA only, X.509 required, the certificate passed explicitly, our parser).
@@ -17,8 +18,8 @@ cryptography in one of two engines that give the same verdicts:
     run every verdict through, not the production path.
 
 Either way the caller gets :attr:`VerifiedSignature.signed_root`: exactly the node set that was digested
-(the document or the envelope, without the Signature and without comments), never the input tree. Trust in
-the signer (chain, time, revocation, agency) is a separate decision: :meth:`TrustStore.validate`.
+(the document or the envelope, without the Signature and without comments), never anything outside it.
+Trust in the signer (chain, time, revocation, agency) is a separate decision: :meth:`TrustStore.validate`.
 """
 
 from __future__ import annotations
@@ -70,12 +71,14 @@ _SIGNXML_CONFIG = SignatureConfiguration(
 class VerifiedSignature:
     """A signature that verified, and what it covers.
 
-    ``signed_root`` is the covered node set as a tree of its own: the edXML root (``document``) or the
-    edXMLEnvelope (``envelope``), without the Signature and comments. In ``envelope`` mode the inline
-    attachments (``AttachmentEncoded``) are outside what the signature covers: ``unsigned_root`` is then
-    the input tree, from which *only* attachments may be read, each accepted only if it matches the signed
-    manifest's size and SHA-256 (:func:`gateway.verification.verify_package` does that). ``None`` in
-    ``document`` mode, where everything is in ``signed_root``.
+    ``signed_root`` is the covered node set: the edXML root (``document``) or the edXMLEnvelope
+    (``envelope``), without the Signature and comments; read it as a subtree (the ``c14n`` engine hands
+    over the very element it canonicalised, so in ``envelope`` mode its parent is the input root, which is
+    not covered). In ``envelope`` mode the inline attachments (``AttachmentEncoded``) are outside what the
+    signature covers: ``unsigned_root`` is then the input tree, from which *only* attachments may be read,
+    each accepted only if it matches the signed manifest's size and SHA-256
+    (:func:`gateway.verification.verify_package` does that). ``None`` in ``document`` mode, where
+    everything is in ``signed_root``.
     """
 
     signed_root: etree._Element
@@ -203,21 +206,22 @@ def _c14n(node: etree._Element, prefixes: Sequence[str] | None) -> bytes:
 
 
 def _verify_c14n(root: etree._Element, profile: SignatureProfile) -> etree._Element:
+    """Verify SignatureValue, then the digest of the referenced node; return that node.
+
+    The node is canonicalised in place (the enveloped-signature transform removes the Signature first)
+    and its C14N streamed into SHA-256. It is returned as it is, not re-read from its canonical bytes:
+    its elements, attributes and text are what the C14N wrote (comments are gone), so a re-parse would
+    only copy it.
+    """
     signed_info = _c14n(profile.signed_info, profile.signed_info_prefixes)
     _verify_value(profile, signed_info)
     remove_keeping_tail(profile.signature)  # the enveloped-signature transform
-    if profile.reference == "document":
-        sink = _Sha256Sink()
-        etree.ElementTree(root).write_c14n(
-            sink, exclusive=True, with_comments=False, inclusive_ns_prefixes=profile.reference_prefixes
-        )
-        digest, signed_root = sink.hash.digest(), root
-    else:
-        canonical = _c14n(profile.envelope, profile.reference_prefixes)
-        digest = hashlib.sha256(canonical).digest()
-        # Like signxml: the caller gets the canonical bytes re-read, a tree of its own.
-        signed_root = etree.fromstring(canonical, make_parser())
-    if not hmac.compare_digest(digest, profile.digest_value):
+    signed_root = root if profile.reference == "document" else profile.envelope
+    sink = _Sha256Sink()
+    etree.ElementTree(signed_root).write_c14n(
+        sink, exclusive=True, with_comments=False, inclusive_ns_prefixes=profile.reference_prefixes
+    )
+    if not hmac.compare_digest(sink.hash.digest(), profile.digest_value):
         raise SignatureError("signature.digest_mismatch", "the digest of the signed content does not match")
     return signed_root
 
