@@ -113,3 +113,19 @@ async def test_delete(tmp_path):
 def test_bad_names_are_refused(tmp_path):
     with pytest.raises(ValueError, match="SHA-256"):
         BlobStore(tmp_path).path_of("../../etc/passwd")
+
+
+def test_staged_bytes_are_published_once_and_a_wrong_digest_stages_nothing(tmp_path):
+    store = BlobStore(tmp_path)
+    digest = hashlib.sha256(b"body").hexdigest()
+    with pytest.raises(ValueError, match="SHA-256"):
+        store.stage_bytes(b"other body", digest)
+    assert files_under(tmp_path) == []
+    staged = store.stage_bytes(b"body", digest)
+    assert staged.parent == store.tmp and staged.read_bytes() == b"body"
+    assert store.publish_sync(staged, digest, synced=True) is True
+    assert not staged.exists()
+    again = store.stage_bytes(b"body", digest)
+    assert store.publish_sync(again, digest) is False  # the same content: the staged copy is dropped
+    assert files_under(tmp_path) == [f"{digest[:2]}/{digest}"]
+    assert store.path_of(digest).read_bytes() == b"body"

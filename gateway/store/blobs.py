@@ -91,23 +91,50 @@ class BlobStore:
         assert writer.info is not None
         return writer.info
 
-    def store_bytes(self, data: bytes, sha256: str) -> bool:
-        """Store a small body whose SHA-256 the caller measured, synchronously, in one go: write, fsync,
-        rename into place, fsync the folder. True if this call created the blob.
+    def stage_bytes(self, data: bytes, sha256: str) -> Path:
+        """Write a small body whose SHA-256 the caller measured to a temporary file and fsync it, without
+        publishing it (synchronous: for a process that runs no event loop). Publish it with
+        :meth:`publish_sync`, or remove the file.
 
-        For a process that is not running an event loop (the hub's verification pool writes the body it
-        has just verified, so that the event loop does not); the bytes are hashed again and must match.
+        The hub's verification worker stages the body it is verifying in a thread, so that the data's
+        fsync overlaps the verification; the bytes are hashed again and must match ``sha256``.
         """
         sha256 = _check_sha(sha256)
-        if self.path_of(sha256).is_file():
-            return False
-        writer = BlobWriter(self, expected_sha256=sha256, expected_size=len(data))
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise ValueError("the bytes do not have the SHA-256 the caller measured")
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
         try:
-            writer._finish_sync(data)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
         except BaseException:
-            writer._discard_sync()
+            Path(name).unlink(missing_ok=True)
             raise
-        return writer.created
+        return Path(name)
+
+    def publish_sync(self, source: Path, sha256: str, *, synced: bool = False) -> bool:
+        """Move a file holding the blob ``sha256`` into place durably: fsync it (unless ``synced``), rename
+        it, fsync the folder. The file is consumed. True if this call created the blob (False: the same
+        content was already stored)."""
+        final = self.path_of(sha256)
+        if final.is_file():
+            source.unlink(missing_ok=True)
+            return False
+        if not synced:
+            fd = os.open(source, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        new_shard = not final.parent.is_dir()
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if new_shard:
+            _fsync_dir(self.root)
+        os.replace(source, final)
+        _fsync_dir(final.parent)
+        return True
 
     async def adopt(self, path: str | os.PathLike[str], sha256: str) -> bool:
         """Publish a file the caller already wrote and hashed (a body streamed to disk while hashed) as
@@ -121,22 +148,7 @@ class BlobStore:
         source = Path(path)
 
         def _adopt() -> bool:
-            final = self.path_of(sha256)
-            if final.is_file():
-                source.unlink(missing_ok=True)
-                return False
-            fd = os.open(source, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            new_shard = not final.parent.is_dir()
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if new_shard:
-                _fsync_dir(self.root)
-            os.replace(source, final)
-            _fsync_dir(final.parent)
-            return True
+            return self.publish_sync(source, sha256)
 
         try:
             return await asyncio.to_thread(_adopt)
@@ -229,8 +241,6 @@ class BlobWriter:
         self._tmp_path: Path | None = None
         self._done = False
         self.info: BlobInfo | None = None
-        self.created = False
-        """Whether closing published a new blob (False: the same content was already stored)."""
 
     @property
     def size(self) -> int:
@@ -281,8 +291,7 @@ class BlobWriter:
                 f"{self._expected_size} bytes with SHA-256 {self._expected_sha256}",
             )
         final = self._store.path_of(sha)
-        self.created = not final.is_file()
-        if not self.created:
+        if final.is_file():
             self._tmp_path.unlink()  # same content already stored
         else:
             new_shard = not final.parent.is_dir()
