@@ -489,3 +489,19 @@ def test_path_cache_is_bounded(pki, monkeypatch):
     for organ_id in ["000.00.00.H53", "000.00.02.H53", "000.00.31.H53", "000.00.00.G12"]:
         store.validate(pki.agencies[organ_id].cert, at=SIGNING_TIME, organ_id=organ_id)
     assert len(store._paths) == 2
+
+
+def test_path_cache_key_compares_certificates_not_their_hash(pki):
+    from gateway.trust.store import _PathKey
+
+    signer = pki.province_rsa
+    key = _PathKey((signer.cert, *signer.chain))
+    reloaded = x509.load_der_x509_certificate(signer.cert.public_bytes(Encoding.DER))
+    same = _PathKey((reloaded, *signer.chain))
+    assert same == key
+    assert hash(same) == hash(key)
+    other = _PathKey((pki.ministry_rsa.cert, *signer.chain))
+    other.hash = key.hash  # a collision of the cheap hash must not make another signer hit the cache
+    assert other != key
+    assert {key: "path"}.get(other) is None
+    assert _PathKey((signer.cert,)) != key

@@ -124,10 +124,35 @@ class _Path:
     """
 
     chain: tuple[x509.Certificate, ...]
-    revocations: tuple[tuple[x509.Certificate, dict[int, dt.datetime]], ...]  # (subject, issuer's CRL)
+    # (not before, not after) of each certificate on the chain, read once: cryptography builds new
+    # datetimes on every access.
+    windows: tuple[tuple[dt.datetime, dt.datetime], ...]
+    # (subject, its serial number, the issuer's revoked serials and dates)
+    revocations: tuple[tuple[x509.Certificate, int, dict[int, dt.datetime]], ...]
     key_usage_problem: str | None
     organ_id: str | None
     fingerprint: bytes
+
+
+class _PathKey:
+    """The path cache's key: the signer and the extra intermediates it sent, compared as certificates.
+
+    Hashing a tuple of certificates makes cryptography hash each parsed certificate, a few µs apiece and
+    twice per lookup (``get``, then ``move_to_end``); this key hashes their signature values once, and
+    equality still compares the certificates themselves (by identity first, then by value).
+    """
+
+    __slots__ = ("certs", "hash")
+
+    def __init__(self, certs: tuple[x509.Certificate, ...]) -> None:
+        self.certs = certs
+        self.hash = hash(tuple([c.signature for c in certs]))
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _PathKey) and self.certs == other.certs
 
 
 class TrustStore:
@@ -184,7 +209,7 @@ class TrustStore:
         )
         # Paths already built, by (signer, *extra intermediates); see validate(). Per instance: a reload or
         # a new CRL makes a new store and so starts from an empty cache.
-        self._paths: OrderedDict[tuple[x509.Certificate, ...], _Path] = OrderedDict()
+        self._paths: OrderedDict[_PathKey, _Path] = OrderedDict()
         self._paths_lock = threading.Lock()
 
     # --- construction ---------------------------------------------------------------------------------
@@ -304,25 +329,25 @@ class TrustStore:
         agency, as raw bytes or hex text (see :func:`parse_fingerprint`); ``None`` or empty: no pinning.
         """
         at = _aware(at, "at")
-        key = (cert, *extra_intermediates)
-        for presented in key:
-            _check_readable(presented)
+        presented = (cert, *extra_intermediates)
+        for one in presented:
+            _check_readable(one)
+        key = _PathKey(presented)
         with self._paths_lock:
             path = self._paths.get(key)
             if path is not None:
                 self._paths.move_to_end(key)
         # A path found earlier is reused only if every certificate on it is valid at ``at``; otherwise the
         # full checks run again (they may find another path, or name the precise time failure).
-        if path is None or not all(_valid_at(c, at) for c in path.chain):
+        if path is None or not all(before <= at <= after for before, after in path.windows):
             path = self._find_path(cert, at, extra_intermediates, key)
-        for subject, revoked in path.revocations:
-            when = revoked.get(subject.serial_number)
+        for subject, serial, revoked in path.revocations:
+            when = revoked.get(serial)
             if when is not None and when <= at:
                 raise TrustError(
                     "certificate.revoked",
-                    f"{_subject(subject)} (serial {subject.serial_number:x}) was revoked on "
-                    f"{when.isoformat()}",
-                    serial=f"{subject.serial_number:x}",
+                    f"{_subject(subject)} (serial {serial:x}) was revoked on {when.isoformat()}",
+                    serial=f"{serial:x}",
                     revoked_at=when.isoformat(),
                 )
         if path.key_usage_problem is not None:
@@ -356,7 +381,7 @@ class TrustStore:
         cert: x509.Certificate,
         at: dt.datetime,
         extra: Sequence[x509.Certificate],
-        key: tuple[x509.Certificate, ...],
+        key: _PathKey,
     ) -> _Path:
         """The uncached checks 1–4 (key, CA signer, validity, path building at ``at``); caches the path."""
         _check_key(cert)
@@ -371,9 +396,10 @@ class TrustStore:
         for subject, issuer in pairwise(chain):
             held = self._by_issuer.get(fingerprint(issuer))
             if held is not None:
-                revocations.append((subject, held.dates))
+                revocations.append((subject, subject.serial_number, held.dates))
         path = _Path(
             chain=chain,
+            windows=tuple((c.not_valid_before_utc, c.not_valid_after_utc) for c in chain),
             revocations=tuple(revocations),
             key_usage_problem=_key_usage_problem(cert),
             organ_id=organ_id_of(cert),
@@ -526,10 +552,6 @@ def _key_usage_problem(cert: x509.Certificate) -> str | None:
     if not usage.digital_signature:
         return "the certificate's KeyUsage lacks digitalSignature"
     return None
-
-
-def _valid_at(cert: x509.Certificate, at: dt.datetime) -> bool:
-    return cert.not_valid_before_utc <= at <= cert.not_valid_after_utc
 
 
 def _check_time(cert: x509.Certificate, at: dt.datetime, *, what: str) -> None:
