@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -73,6 +74,22 @@ def test_lenient_accepts_legacy_codes_only() -> None:
         OrganId.parse("garbage", strict=False)
     with pytest.raises(FieldError):
         OrganId.parse("28.22.17", strict=False)
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["000.00.00.H53", "000.21.31.H53", "28.22.H17", "01.02.G22", "garbage", "28.22.17", "000.00.00.h53", ""],
+)
+@pytest.mark.parametrize("strict", [True, False])
+def test_check_agrees_with_parse(code: str, strict: bool) -> None:
+    def outcome(fn: Callable[..., object]) -> tuple[str, str] | None:
+        try:
+            fn(code, strict=strict)
+        except FieldError as exc:
+            return exc.code, exc.detail
+        return None
+
+    assert outcome(OrganId.check) == outcome(OrganId.parse)
 
 
 @pytest.mark.parametrize(

@@ -95,11 +95,11 @@ class _Checker:
             return False
         return True
 
-    def organ_id(self, where: str, value: str | None) -> OrganId | None:
+    def organ_id(self, where: str, value: str | None) -> None:
         if not value:
             self.add("field.required", f"{where} is required")
-            return None
-        return self.attempt(lambda: OrganId.parse(value, strict=self.strict), where)  # type: ignore[return-value]
+            return
+        self.attempt(lambda: OrganId.check(value, strict=self.strict), where)
 
     def document_id(self, where: str, value: str) -> DocumentId | None:
         return self.attempt(  # type: ignore[return-value]
