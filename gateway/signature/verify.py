@@ -253,7 +253,7 @@ def _verify_value(profile: SignatureProfile, signed_info: bytes) -> None:
 def _check_covers_package(signed_root: etree._Element, profile: SignatureProfile) -> None:
     """What was verified must be the package's own content, in the place the profile says."""
     if profile.reference == "document":
-        ok = signed_root.tag == _ROOT and signed_root.find(_ENVELOPE) is not None
+        ok = signed_root.tag == _ROOT and next(signed_root.iterchildren(_ENVELOPE), None) is not None
     else:
         ok = signed_root.tag == _ENVELOPE and signed_root.get("Id") == profile.envelope_id
     if not ok:
