@@ -23,10 +23,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from gateway import lifecycle
 from gateway.calendar import HolidaysLike, deadline_for, month_key
@@ -266,11 +266,13 @@ def _document_conflict(record: PackageRecord) -> Conflict:
     )
 
 
-async def _levels(session: AsyncSession, organ_ids: Iterable[str]) -> dict[str, str | None]:
-    rows = await session.execute(
-        select(Agency.organ_id, Agency.level).where(Agency.organ_id.in_(list(organ_ids)))
-    )  # type: ignore[attr-defined]
+def _levels_sync(session: Session, organ_ids: Iterable[str]) -> dict[str, str | None]:
+    rows = session.execute(_LEVELS, {"organ_ids": list(organ_ids)})
     return {organ_id: level for organ_id, level in rows.all()}
+
+
+async def _levels(session: AsyncSession, organ_ids: Iterable[str]) -> dict[str, str | None]:
+    return await session.run_sync(_levels_sync, list(organ_ids))
 
 
 async def ingest_package(
@@ -356,79 +358,30 @@ async def ingest_packages(
     # One order for every process (by SHA-256): two batches inserting the same packages then take the
     # unique-index locks in the same order instead of deadlocking.
     todo.sort(key=lambda i: items[i].record.sha256)
-    records = [items[i].record for i in todo]
     try:
-        async with db.write() as session:
-            # One lookup for both idempotency keys (one snapshot, one round trip): these bytes, and new
-            # documents under these DocumentIds.
-            shas = {r.sha256 for r in records}
-            new_docs = {r.document_id for r in records if r.bussiness_doc_type == 0}
-            found = select(Package).where(Package.sha256.in_(shas))  # type: ignore[attr-defined]
-            if new_docs:
-                found = select(Package).where(
-                    or_(
-                        Package.sha256.in_(shas),  # type: ignore[attr-defined]
-                        and_(
-                            Package.bussiness_doc_type == 0,
-                            Package.document_id.in_(new_docs),  # type: ignore[attr-defined]
-                        ),
-                    )
-                )
-            by_sha: dict[str, Package] = {}
-            by_document: dict[tuple[str, str], Package] = {}
-            for p in (await session.execute(found)).scalars():
-                if p.sha256 in shas:
-                    by_sha[p.sha256] = p
-                if p.bussiness_doc_type == 0 and p.document_id in new_docs:
-                    by_document[(p.sender_organ_id, p.document_id)] = p
-            if levels is None:
-                levels = await _levels(session, {o for r in records for o in (r.sender, *r.recipients)})
-            fresh: list[int] = []  # new documents, written together below
-            twins: list[tuple[int, int]] = []  # (item, earlier item in this batch with the same bytes)
-            requests: list[int] = []  # recall/update/replacement packages, applied after the documents
-            pending_sha: dict[str, int] = {}
-            pending_doc: dict[tuple[str, str], int] = {}
-            for i in todo:
-                record = items[i].record
-                stored = by_sha.get(record.sha256)
-                if stored is not None:
-                    results[i] = IngestResult(package=stored, created=False)
-                    continue
-                if record.sha256 in pending_sha:
-                    twins.append((i, pending_sha[record.sha256]))
-                    continue
-                key = (record.sender, record.document_id)
-                if record.bussiness_doc_type != 0:
-                    pending_sha[record.sha256] = i
-                    requests.append(i)
-                elif key in by_document or key in pending_doc:
-                    # Same bytes committed by another process between the two lookups (see _existing).
-                    other = by_document.get(key)
-                    same = other is not None and other.sha256 == record.sha256
-                    results[i] = (
-                        IngestResult(package=other, created=False) if same else _document_conflict(record)  # type: ignore[arg-type]
-                    )
-                else:
-                    pending_sha[record.sha256] = i
-                    pending_doc[key] = i
-                    fresh.append(i)
-            created = await _insert_documents(
-                session, [items[i] for i in fresh], holidays=holidays, levels=levels
+        if all(items[i].record.bussiness_doc_type == 0 for i in todo):
+            # The common batch, new documents only: the whole transaction is one call (on SQLite, one
+            # hand-off to the writer thread; see Database.run_write).
+            plan = await db.run_write(
+                _store_documents, items, todo, results, holidays=holidays, levels=levels
             )
-            for i, result in zip(fresh, created, strict=True):
-                results[i] = result
-            for i in requests:
-                item = items[i]
-                results[i] = await _insert(
-                    session,
-                    item.record,
-                    receipt=item.receipt,
-                    received_at=item.received_at,
-                    holidays=holidays,
-                    levels=levels,
+        else:
+            async with db.write() as session:
+                plan = await session.run_sync(
+                    _store_documents, items, todo, results, holidays=holidays, levels=levels
                 )
-            for i, first in twins:
-                results[i] = IngestResult(package=results[first].package, created=False)  # type: ignore[union-attr]
+                for i in plan.requests:
+                    item = items[i]
+                    results[i] = await _insert(
+                        session,
+                        item.record,
+                        receipt=item.receipt,
+                        received_at=item.received_at,
+                        holidays=holidays,
+                        levels=plan.levels,
+                    )
+        for i, first in plan.twins:
+            results[i] = IngestResult(package=results[first].package, created=False)  # type: ignore[union-attr]
     except (IntegrityError, GatewayError, DBAPIError) as exc:
         if isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError) and not _retryable(exc):
             raise
@@ -441,6 +394,99 @@ async def ingest_packages(
             except GatewayError as exc:
                 results[i] = exc
     return results  # type: ignore[return-value]
+
+
+_FIND_KEYS = select(Package).where(
+    or_(
+        Package.sha256.in_(bindparam("shas", expanding=True)),  # type: ignore[attr-defined]
+        and_(
+            Package.bussiness_doc_type == 0,
+            Package.document_id.in_(bindparam("documents", expanding=True)),  # type: ignore[attr-defined]
+        ),
+    )
+)
+"""Packages holding either idempotency key of a batch: its bytes (any type) or its new DocumentIds."""
+_INSERT_PACKAGES = insert(Package.__table__).returning(  # type: ignore[attr-defined]
+    Package.__table__.c.id,  # type: ignore[attr-defined]
+    sort_by_parameter_order=True,
+)
+_INSERT_RECIPIENTS = insert(PackageRecipient.__table__)  # type: ignore[attr-defined]
+_INSERT_ATTACHMENTS = insert(PackageAttachment.__table__)  # type: ignore[attr-defined]
+_INSERT_EXCHANGES = insert(Exchange.__table__)  # type: ignore[attr-defined]
+_INSERT_INBOX = insert(InboxItem.__table__)  # type: ignore[attr-defined]
+_LEVELS = select(Agency.organ_id, Agency.level).where(
+    Agency.organ_id.in_(bindparam("organ_ids", expanding=True))  # type: ignore[attr-defined]
+)
+
+
+@dataclass(slots=True, kw_only=True)
+class _Plan:
+    """What :func:`_store_documents` left to its caller: the recall/update/replacement packages to apply
+    (after the documents) and the repeats of an earlier item of the batch."""
+
+    requests: list[int]
+    twins: list[tuple[int, int]]
+    levels: Mapping[str, str | None]
+
+
+def _store_documents(
+    session: Session,
+    items: Sequence[IngestItem],
+    todo: Sequence[int],
+    results: list[IngestResult | GatewayError | None],
+    *,
+    holidays: HolidaysLike,
+    levels: Mapping[str, str | None] | None,
+) -> _Plan:
+    """The synchronous part of a group commit: look up both idempotency keys, sort the items into
+    repeats, conflicts, new documents and requests, and write the new documents (filling ``results``)."""
+    records = [items[i].record for i in todo]
+    # One lookup for both idempotency keys (one snapshot, one round trip): these bytes, and new documents
+    # under these DocumentIds.
+    shas = {r.sha256 for r in records}
+    new_docs = {r.document_id for r in records if r.bussiness_doc_type == 0}
+    found = session.execute(_FIND_KEYS, {"shas": list(shas), "documents": list(new_docs)}).scalars()
+    by_sha: dict[str, Package] = {}
+    by_document: dict[tuple[str, str], Package] = {}
+    for p in found:
+        if p.sha256 in shas:
+            by_sha[p.sha256] = p
+        if p.bussiness_doc_type == 0 and p.document_id in new_docs:
+            by_document[(p.sender_organ_id, p.document_id)] = p
+    if levels is None:
+        levels = _levels_sync(session, {o for r in records for o in (r.sender, *r.recipients)})
+    fresh: list[int] = []  # new documents, written together below
+    plan = _Plan(requests=[], twins=[], levels=levels)
+    pending_sha: dict[str, int] = {}
+    pending_doc: dict[tuple[str, str], int] = {}
+    for i in todo:
+        record = items[i].record
+        stored = by_sha.get(record.sha256)
+        if stored is not None:
+            results[i] = IngestResult(package=stored, created=False)
+            continue
+        if record.sha256 in pending_sha:
+            plan.twins.append((i, pending_sha[record.sha256]))
+            continue
+        key = (record.sender, record.document_id)
+        if record.bussiness_doc_type != 0:
+            pending_sha[record.sha256] = i
+            plan.requests.append(i)
+        elif key in by_document or key in pending_doc:
+            # Same bytes committed by another process between the two lookups (see _existing).
+            other = by_document.get(key)
+            same = other is not None and other.sha256 == record.sha256
+            results[i] = (
+                IngestResult(package=other, created=False) if same else _document_conflict(record)  # type: ignore[arg-type]
+            )
+        else:
+            pending_sha[record.sha256] = i
+            pending_doc[key] = i
+            fresh.append(i)
+    created = _insert_documents(session, [items[i] for i in fresh], holidays=holidays, levels=levels)
+    for i, result in zip(fresh, created, strict=True):
+        results[i] = result
+    return plan
 
 
 def _retryable(exc: DBAPIError) -> bool:
@@ -477,7 +523,7 @@ def _package_row(record: PackageRecord, *, receipt: bytes, received_at: dt.datet
     }
 
 
-async def _insert_children(session: AsyncSession, rows: Sequence[tuple[int, PackageRecord]]) -> None:
+def _insert_children(session: Session, rows: Sequence[tuple[int, PackageRecord]]) -> None:
     """Recipients and attachments of freshly inserted packages: one statement per table for all of them."""
     recipients = [
         {"package_id": pid, "organ_id": r, "position": i}
@@ -485,7 +531,7 @@ async def _insert_children(session: AsyncSession, rows: Sequence[tuple[int, Pack
         for i, r in enumerate(record.recipients)
     ]
     if recipients:
-        await session.execute(insert(PackageRecipient.__table__), recipients)  # type: ignore[attr-defined]
+        session.execute(_INSERT_RECIPIENTS, recipients)
     attachments = [
         {
             "package_id": pid,
@@ -501,11 +547,11 @@ async def _insert_children(session: AsyncSession, rows: Sequence[tuple[int, Pack
         for i, a in enumerate(record.attachments)
     ]
     if attachments:
-        await session.execute(insert(PackageAttachment.__table__), attachments)  # type: ignore[attr-defined]
+        session.execute(_INSERT_ATTACHMENTS, attachments)
 
 
-async def _insert_inbox(
-    session: AsyncSession, rows: Sequence[tuple[int, PackageRecord]], received_at: Sequence[dt.datetime]
+def _insert_inbox(
+    session: Session, rows: Sequence[tuple[int, PackageRecord]], received_at: Sequence[dt.datetime]
 ) -> None:
     items = [
         {"organ_id": r, "kind": "package", "package_id": pid, "created_at": at, "acked_at": None}
@@ -513,11 +559,11 @@ async def _insert_inbox(
         for r in record.recipients
     ]
     if items:
-        await session.execute(insert(InboxItem.__table__), items)  # type: ignore[attr-defined]
+        session.execute(_INSERT_INBOX, items)
 
 
-async def _insert_documents(
-    session: AsyncSession,
+def _insert_documents(
+    session: Session,
     items: Sequence[IngestItem],
     *,
     holidays: HolidaysLike,
@@ -533,14 +579,9 @@ async def _insert_documents(
     if not items:
         return []
     rows = [_package_row(i.record, receipt=i.receipt, received_at=i.received_at) for i in items]
-    table = Package.__table__  # type: ignore[attr-defined]
-    ids = (
-        (await session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows))
-        .scalars()
-        .all()
-    )
+    ids = session.execute(_INSERT_PACKAGES, rows).scalars().all()
     pairs = [(pid, item.record) for pid, item in zip(ids, items, strict=True)]
-    await _insert_children(session, pairs)
+    _insert_children(session, pairs)
     exchanges = []
     for (pid, record), item in zip(pairs, items, strict=True):
         at = item.received_at
@@ -568,8 +609,8 @@ async def _insert_documents(
             }
             for recipient in record.recipients
         ]
-    await session.execute(insert(Exchange.__table__), exchanges)  # type: ignore[attr-defined]
-    await _insert_inbox(session, pairs, [i.received_at for i in items])
+    session.execute(_INSERT_EXCHANGES, exchanges)
+    _insert_inbox(session, pairs, [i.received_at for i in items])
     return [
         IngestResult(package=Package.model_construct(id=pid, **row), created=True)
         for pid, row in zip(ids, rows, strict=True)
@@ -589,15 +630,16 @@ async def _insert(
         levels = await _levels(session, {record.sender, *record.recipients})
     if record.bussiness_doc_type == 0:
         item = IngestItem(record=record, receipt=receipt, received_at=received_at)
-        return (await _insert_documents(session, [item], holidays=holidays, levels=levels))[0]
+        documents = await session.run_sync(_insert_documents, [item], holidays=holidays, levels=levels)
+        return documents[0]
     # A recall/update/replacement: an ORM object, since applying the request fills its target fields.
     package = Package(**_package_row(record, receipt=receipt, received_at=received_at))
     session.add(package)
     await session.flush()
     assert package.id is not None
-    await _insert_children(session, [(package.id, record)])
+    await session.run_sync(_insert_children, [(package.id, record)])
     requests = await _make_requests(session, package, record, received_at=received_at)
-    await _insert_inbox(session, [(package.id, record)], [received_at])
+    await session.run_sync(_insert_inbox, [(package.id, record)], [received_at])
     return IngestResult(package=package, created=True, requests=requests)
 
 
