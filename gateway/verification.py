@@ -19,12 +19,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from gateway.edxml.inspection import inspect_package as inspect_codec
 from gateway.edxml.model import Attachment, AttachmentDigest, DocumentPackage, Message, StatusMessage
 from gateway.edxml.multipart import normalize_content_id
-from gateway.edxml.parse import parse_element, parse_inline_attachments
+from gateway.edxml.parse import parse_element
 from gateway.edxml.validate import validate
 from gateway.edxml.xmlparser import DEFAULT_LIMITS, XmlLimits
 from gateway.errors import GatewayError, PackageError
@@ -126,17 +126,16 @@ def _signed_message(
             _check_inline_against_manifest(message, message.attachments, require_digests=False)
         return message
     assert signature.unsigned_root is not None
-    # The input tree's envelope is the one that verified; only its AttachmentEncoded is read from it
-    # (read first, as a full read of the input tree would; the rest of the model only from signed_root).
-    inline_attachments = parse_inline_attachments(signature.unsigned_root)
-    signed = parse_element(signature.signed_root, attachments=())
-    if isinstance(signed, StatusMessage):
+    # One read of the input root: header and manifest from the signed envelope, only AttachmentEncoded
+    # from outside it, each attachment then admitted against the signed manifest.
+    message = parse_element(signature.unsigned_root, envelope=signature.signed_root)
+    if isinstance(message, StatusMessage):
         if supplied:
             raise PackageError("edxml.attachment_unlisted", "a status message lists no attachments")
-        return signed
-    _check_inline_against_manifest(signed, inline_attachments, require_digests=True)
-    _check_supplied(signed, inline_attachments, supplied or {})
-    return replace(signed, attachments=inline_attachments)
+        return message
+    _check_inline_against_manifest(message, message.attachments, require_digests=True)
+    _check_supplied(message, message.attachments, supplied or {})
+    return message
 
 
 def _check_inline_against_manifest(

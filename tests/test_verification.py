@@ -119,6 +119,30 @@ def test_envelope_mode_unsigned_part_is_still_read_strictly(pki, signing_time):
     assert code_of(dump(root), pki, signing_time) == "edxml.bad_base64"
 
 
+@pytest.mark.parametrize(
+    ("forged", "code"),
+    [
+        (b"<edXMLEnvelope><edXMLHeader/></edXMLEnvelope>", "signature.wrapping"),
+        (b'<edXMLEnvelope xmlns=""><edXMLHeader/></edXMLEnvelope>', "edxml.unexpected_element"),
+    ],
+)
+def test_envelope_mode_second_envelope_outside_the_signature(pki, signing_time, forged, code):
+    """A second envelope beside the signed one: wrapping if the profile sees it (edXML namespace), else the
+    reader refuses it (it matches local names); neither picks one of the two."""
+    data = sign(pki, reference="envelope").replace(b"</edXML>", forged + b"</edXML>")
+    assert code_of(data, pki, signing_time) == code
+
+
+@pytest.mark.parametrize("engine", ["c14n", "signxml"])
+def test_envelope_mode_model_from_the_signed_envelope(pki, signing_time, engine):
+    msg = package(attachments=2)
+    verified = verify_package(
+        sign(pki, msg, reference="envelope"), trust=pki.store, at=signing_time, engine=engine
+    )
+    assert verified.message.header == msg.header
+    assert [a.data for a in verified.message.attachments] == [a.data for a in msg.attachments]
+
+
 def test_envelope_mode_manifest_without_digests(pki, signing_time):
     """An envelope signature over a manifest without size/SHA-256 would leave attachments uncovered."""
     root = tree(sign(pki, reference="envelope"))

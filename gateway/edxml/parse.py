@@ -73,25 +73,24 @@ def parse(data: bytes, *, limits: XmlLimits = DEFAULT_LIMITS) -> Message:
     return parse_element(parse_xml(data, limits=limits))
 
 
-def parse_element(root: etree._Element, *, attachments: Sequence[Attachment] | None = None) -> Message:
+def parse_element(
+    root: etree._Element,
+    *,
+    attachments: Sequence[Attachment] | None = None,
+    envelope: etree._Element | None = None,
+) -> Message:
     """Read the model from an ``edXML`` root or a bare ``edXMLEnvelope``.
 
     A bare envelope is what an envelope-reference signature (multipart form) covers; its attachments
     travel as parts and are passed in as ``attachments``. Passing ``attachments`` for a root that also
     carries ``AttachmentEncoded`` is ambiguous and refused.
+
+    ``envelope``: for an ``edXML`` root whose signature covers only its envelope, the signed envelope
+    (:attr:`~gateway.signature.verify.VerifiedSignature.signed_root`). Header and manifest are then read
+    from it, and only ``AttachmentEncoded`` from the root, whose own envelope must still be there, once;
+    everything is checked in the order of a plain read.
     """
-    return _Reader(None).message(root, attachments)
-
-
-def parse_inline_attachments(root: etree._Element) -> tuple[Attachment, ...]:
-    """Only the ``AttachmentEncoded`` attachments of an ``edXML`` root, read as :func:`parse_element` would.
-
-    For envelope-signed packages, whose attachments sit outside the signed envelope: the model comes from
-    the signed node set, and only the attachments from the input tree. The same checks apply as in a full
-    read, in the same order, up to the attachments: the root, one envelope, at most one
-    ``AttachmentEncoded``, the header, and no attachments for a status message (``()``).
-    """
-    return _Reader(None).inline_attachments(root)
+    return _Reader(None).message(root, attachments, envelope)
 
 
 def parse_lenient(
@@ -305,8 +304,13 @@ class _Reader:
 
     # --- top level ---
 
-    def message(self, root: etree._Element, attachments: Sequence[Attachment] | None) -> Message:
-        envelope, inline, header = self.frame(root, attachments)
+    def message(
+        self,
+        root: etree._Element,
+        attachments: Sequence[Attachment] | None,
+        signed_envelope: etree._Element | None = None,
+    ) -> Message:
+        envelope, inline, header = self.frame(root, attachments, signed_envelope)
         message_header = header.required("MessageHeader")
         trace_node = header.child("TraceHeaderList")
         if message_header.one("StatusCode") is not None:
@@ -327,31 +331,30 @@ class _Reader:
             attachments=found,
         )
 
-    def inline_attachments(self, root: etree._Element) -> tuple[Attachment, ...]:
-        """What :meth:`message` reads first, stopping at the attachments (see parse_inline_attachments)."""
-        _, inline, header = self.frame(root, None)
-        message_header = header.required("MessageHeader")
-        header.child("TraceHeaderList")  # a repeated one is refused here too, as in message()
-        if message_header.one("StatusCode") is not None or inline is None:
-            return ()
-        found = self.attachments(inline)
-        self.check_unique((a.content_id for a in found), "AttachmentEncoded/Attachment")
-        return found
-
     def frame(
-        self, root: etree._Element, attachments: Sequence[Attachment] | None
+        self,
+        root: etree._Element,
+        attachments: Sequence[Attachment] | None,
+        signed_envelope: etree._Element | None = None,
     ) -> tuple[_Node, _Node | None, _Node]:
         """The envelope, the ``AttachmentEncoded`` (if any) and the header of a root or a bare envelope."""
         if not isinstance(root.tag, str) or root.tag not in (ROOT_TAG, ENVELOPE_TAG):
             raise PackageError(
                 "edxml.not_edxml", f"root element is {root.tag!r}, expected edXML in namespace {NS}"
             )
+        if signed_envelope is not None and (root.tag != ROOT_TAG or signed_envelope.tag != ENVELOPE_TAG):
+            raise PackageError("edxml.not_edxml", "a signed envelope is read only beside an edXML root")
         if root.tag == ENVELOPE_TAG:
             envelope = _Node(self, root, "edXMLEnvelope")
             inline = None
         else:
             top = _Node(self, root, "edXML")
-            envelope = top.required("edXMLEnvelope")
+            if signed_envelope is None:
+                envelope = top.required("edXMLEnvelope")
+            elif top.one("edXMLEnvelope") is None:
+                raise PackageError("edxml.missing_element", "edXML/edXMLEnvelope is missing")
+            else:
+                envelope = _Node(self, signed_envelope, "edXMLEnvelope", top)
             inline = top.child("AttachmentEncoded")
         if inline is not None and attachments is not None:
             raise PackageError(
