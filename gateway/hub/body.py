@@ -25,8 +25,10 @@ from aiohttp import web
 
 from gateway.errors import InputError, InputTooLarge, RequestError, RequestTimeout
 
-BATCH = 1 << 20
-"""Bytes gathered from the socket before one hand-off to the writer thread."""
+BATCH = 4 << 20
+"""Bytes gathered from the socket before one hand-off to the writer threads. The chunks are handed over
+as they came (a list, never joined: no copy in the event loop), and one batch is hashed and written while
+the next one arrives."""
 
 ChunkSink = Callable[[bytes], None]
 """Receives each batch of raw body bytes in the writer thread (the multipart parser plugs in here)."""
@@ -104,11 +106,17 @@ class _Writer:
         self.path = Path(name)
         self.fh = os.fdopen(fd, "wb", buffering=0)
 
-    def write(self, chunk: bytes) -> None:
-        self.hasher.update(chunk)
-        if self.fh is not None:
-            self.fh.write(chunk)
-            self.unsynced += len(chunk)
+    def write(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self.hasher.update(chunk)
+            if self.fh is not None:
+                self.fh.write(chunk)
+                self.unsynced += len(chunk)
+
+    def feed(self, chunks: list[bytes]) -> None:
+        assert self.sink is not None
+        for chunk in chunks:
+            self.sink(chunk)
 
     def sync(self) -> None:
         """Flush written pages to disk (run beside the writer, so write-back overlaps the upload)."""
@@ -127,13 +135,13 @@ SYNC_EVERY = 16 << 20
 acknowledges it, and syncing as the body arrives keeps that final sync short."""
 
 
-async def _hand_off(loop: asyncio.AbstractEventLoop, writer: _Writer, batch: bytes) -> None:
+async def _hand_off(loop: asyncio.AbstractEventLoop, writer: _Writer, batch: list[bytes]) -> None:
     """Hash+write and the sink run side by side in two threads (both release the GIL for big buffers)."""
     if writer.sink is None:
         await loop.run_in_executor(None, writer.write, batch)
     else:
         await asyncio.gather(
-            loop.run_in_executor(None, writer.write, batch), loop.run_in_executor(None, writer.sink, batch)
+            loop.run_in_executor(None, writer.write, batch), loop.run_in_executor(None, writer.feed, batch)
         )
     if writer.unsynced >= SYNC_EVERY:
         writer.unsynced = 0
@@ -161,7 +169,9 @@ async def receive(
     writer = _Writer(tmp_dir, sink)
     loop = asyncio.get_running_loop()
     memory: list[bytes] = []
-    pending = bytearray()
+    batch: list[bytes] = []
+    batched = 0
+    inflight: asyncio.Future[None] | None = None
     size = 0
     spilled = False
     try:
@@ -186,20 +196,25 @@ async def receive(
                 spilled = True
                 if keep_file:
                     await loop.run_in_executor(None, writer.open)
-                pending += b"".join(memory)
-                memory.clear()
-            pending += chunk
-            if len(pending) >= BATCH:
-                batch = bytes(pending)
-                pending.clear()
-                await _hand_off(loop, writer, batch)
+                batch, batched = memory, size - len(chunk)
+                memory = []
+            batch.append(chunk)
+            batched += len(chunk)
+            if batched >= BATCH:
+                if inflight is not None:
+                    await inflight  # in order, and at most one batch waiting besides the one arriving
+                inflight = asyncio.ensure_future(_hand_off(loop, writer, batch))
+                batch, batched = [], 0
         if not spilled:
             data = b"".join(memory)
             if not data:
                 raise InputError("input.empty", "the request has no body")
             return Spool(sha256=hashlib.sha256(data).hexdigest(), size=size, data=data)
-        if pending:
-            await _hand_off(loop, writer, bytes(pending))
+        if inflight is not None:
+            await inflight
+            inflight = None
+        if batch:
+            await _hand_off(loop, writer, batch)
         if writer.syncs:
             await asyncio.gather(*writer.syncs)
         await loop.run_in_executor(None, writer.close)
@@ -207,6 +222,8 @@ async def receive(
             raise InputError("input.empty", "the request has no body")
         return Spool(sha256=writer.hasher.hexdigest(), size=size, path=writer.path)
     except BaseException:
+        if inflight is not None:  # let the threads finish with the file before it is removed
+            await asyncio.gather(inflight, return_exceptions=True)
         if writer.syncs:
             await asyncio.gather(*writer.syncs, return_exceptions=True)
         writer.close()
