@@ -122,6 +122,19 @@ def test_shape_matches_the_samples() -> None:
     assert ref.find(f"{{{EXT_NS}}}SHA256").text == "ab" * 32
 
 
+def test_manifest_extension_elements_are_read_by_their_namespace() -> None:
+    root = build_tree(small_package())
+    ref = root.find(f".//{{{NS}}}Reference")
+    etree.SubElement(ref, "{urn:other}Size").text = "999"  # a foreign Size is not ours: ignored
+    etree.SubElement(ref, "Size").text = "998"  # nor an unqualified one (edXML has no Size element)
+    manifest = parse_element(root).manifest  # type: ignore[union-attr]
+    assert (manifest[0].size, manifest[0].sha256) == (3, "ab" * 32)
+    etree.SubElement(ref, f"{{{EXT_NS}}}Size").text = "3"
+    with pytest.raises(GatewayError) as err:
+        parse_element(root)
+    assert err.value.code == "edxml.unexpected_element"
+
+
 def test_message_header_order() -> None:
     root = build_tree(small_package())
     header = root.find(f".//{{{NS}}}MessageHeader")

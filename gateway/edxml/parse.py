@@ -125,18 +125,19 @@ def parse_lenient(
 # --- reading ----------------------------------------------------------------------------------------
 
 
-def _local_name(el: etree._Element) -> str | None:
-    """The local name of an edXML element (edXML namespace or none), else ``None`` (comments, foreign)."""
-    tag = el.tag
-    return _local_name_of_tag(tag) if isinstance(tag, str) else None
+_EXT_PREFIX = f"{{{EXT_NS}}}"
 
 
 @functools.lru_cache(maxsize=512)
-def _local_name_of_tag(tag: str) -> str | None:
-    """:func:`_local_name` for a tag string; cached, since packages use a few dozen tags over and over."""
+def _child_key(tag: str) -> str | None:
+    """How :class:`_Node` files a child: an edXML element (edXML namespace or none) by its local name, an
+    element of the gateway's extension namespace by its full tag (it cannot clash with a local name),
+    anything else not at all. Cached, since packages use a few dozen tags over and over."""
     if tag[0] == "{":
         ns, _, local = tag[1:].partition("}")
-        return local if ns == NS else None
+        if ns == NS:
+            return local
+        return tag if ns == EXT_NS else None
     prefix, colon, local = tag.rpartition(":")
     if not colon:
         return tag
@@ -156,7 +157,7 @@ def _text_of(el: etree._Element) -> str:
 
 
 class _Node:
-    """One edXML element with its children indexed by local name.
+    """One edXML element with its children indexed (see :func:`_child_key`).
 
     Its path (for error details) is built only when an error needs it: reading a package builds a few
     dozen nodes and formats no path at all.
@@ -170,11 +171,11 @@ class _Node:
         for child in el[:]:  # slicing builds the list in C: cheaper than lxml's child iterator
             tag = child.tag
             if isinstance(tag, str):
-                local = _local_name_of_tag(tag)
-                if local is not None:
-                    found = kids.get(local)
+                key = _child_key(tag)
+                if key is not None:
+                    found = kids.get(key)
                     if found is None:
-                        kids[local] = [child]
+                        kids[key] = [child]
                     else:
                         found.append(child)
         self.kids = kids
@@ -581,7 +582,7 @@ def _texts(n: _Node | None, name: str) -> tuple[str, ...]:
 
 
 def _ext(n: _Node, name: str) -> etree._Element | None:
-    found = list(n.el.iterchildren(f"{{{EXT_NS}}}{name}"))
+    found = n.kids.get(_EXT_PREFIX + name, ())
     if len(found) > 1:
         n.reader.soft(
             PackageError("edxml.unexpected_element", f"{n.path}/{name} appears {len(found)} times"), None
