@@ -252,3 +252,35 @@ def test_check_tree_without_the_input_size_walks_every_text() -> None:
         assert info.value.code == "xml.text_too_large"
         check_tree(root, limits=XmlLimits(max_text_bytes=5000))
         check_tree(root, limits=limits, source_size=4096)  # what the caller vouches for
+
+
+def test_each_parse_judges_its_own_errors() -> None:
+    """The parser is reused per thread: what an earlier input logged must not decide the next verdict."""
+    tolerated = b'<a xmlns="urn:x"><b xlink:href="">t</b></a>'
+    for _ in range(2):
+        assert code_of(b'<a><b xlink:href="">t</c></a>') == "xml.malformed"
+        assert parse_xml(tolerated)[0].get("xlink:href") == ""
+        assert code_of(b"<a>&undefined;</a>") == "xml.entity_forbidden"
+        assert parse_xml(b"<a><b/></a>")[0].tag == "b"
+
+
+def test_parsing_in_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    inputs = [
+        (b"<a><b/></a>", None),
+        (b'<a xmlns="urn:x"><b xlink:href="">t</b></a>', None),
+        (b'<a><b xlink:href="">t</c></a>', "xml.malformed"),
+        (b"<a>&undefined;</a>", "xml.entity_forbidden"),
+    ] * 200
+
+    def verdict(case: tuple[bytes, str | None]) -> bool:
+        doc, expected = case
+        try:
+            parse_xml(doc)
+        except GatewayError as exc:
+            return exc.code == expected
+        return expected is None
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(verdict, inputs))

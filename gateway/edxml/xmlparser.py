@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from dataclasses import dataclass
 
 from lxml import etree
@@ -99,6 +100,21 @@ def make_parser(limits: XmlLimits = DEFAULT_LIMITS) -> etree.XMLParser:
     )
 
 
+_THREAD = threading.local()
+
+
+def _strict_parser() -> etree.XMLParser:
+    """This thread's :func:`make_parser` parser, made once (a new one per input costs a libxml2 context).
+
+    Safe to reuse: lxml clears a parser's error log when a parse starts, and a parser private to a thread
+    never serves two parses at once, so the log read after a failure is that input's.
+    """
+    parser: etree.XMLParser | None = getattr(_THREAD, "parser", None)
+    if parser is None:
+        parser = _THREAD.parser = make_parser()
+    return parser
+
+
 def _recovering_parser() -> etree.XMLParser:
     return etree.XMLParser(
         resolve_entities=False,
@@ -175,7 +191,7 @@ def _first_element_offset(body: bytes) -> int:
 
 
 def _parse(data: bytes) -> etree._Element:
-    parser = make_parser()
+    parser = _strict_parser()
     try:
         return etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
