@@ -434,3 +434,16 @@ def test_discard_sink_still_measures():
     result = read_multipart_bytes(write([("a", data)]), CT, sink_factory=DiscardSink)
     assert result.digests()["a"].sha256 == hashlib.sha256(data).hexdigest()
     assert result.digests()["a"].size == len(data)
+
+
+def test_start_parameter_names_the_first_part():
+    """RFC 2387: without ``start`` the first part is the root whatever its Content-ID; with it, they match."""
+    body = write([("a", b"A")]).replace(b"Content-ID: <edxml>", b"Content-ID: <root-1>")
+    bare = f'multipart/related; type="application/edxml+xml"; boundary="{BOUNDARY}"'
+    for _ in range(2):  # the settings read from a Content-Type are cached: the verdicts must not change
+        assert read_multipart_bytes(body, bare, sink_factory=MemorySink).edxml == EDXML
+        assert read_multipart_bytes(body, bare + '; start="root-1"', sink_factory=MemorySink).edxml == EDXML
+        assert read_multipart_bytes(body, bare + '; start="<cid:root-1>"', sink_factory=MemorySink).parts
+        assert code_of(body) == "multipart.start_missing"  # CT says start="<edxml>"
+        assert code_of(body, bare + '; start="<other>"') == "multipart.start_missing"
+        assert code_of(body, "multipart/related") == "multipart.boundary"

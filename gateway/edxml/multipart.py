@@ -21,7 +21,6 @@ Public API:
 from __future__ import annotations
 
 import asyncio
-import enum
 import functools
 import hashlib
 import re
@@ -163,6 +162,17 @@ def _header_content_type(content_type: str | None) -> str:
             if "\r" not in content_type and "\n" not in content_type:
                 return content_type.strip()
     return "application/octet-stream"
+
+
+@functools.lru_cache(maxsize=256)
+def _reader_settings(content_type: str) -> tuple[bytes, str | None]:
+    """The delimiter and the start part's content id a Content-Type gives a reader (it raises as
+    :func:`_multipart_boundary` does). Cached like :func:`parse_content_type`: a client sends the same
+    header again and again."""
+    boundary = _multipart_boundary(content_type)
+    start = dict(_parse_content_type(content_type)[1]).get("start")
+    # RFC 2387: without "start", the first part is the root
+    return b"\r\n--" + boundary.encode("ascii"), normalize_content_id(start) if start is not None else None
 
 
 def _multipart_boundary(content_type: str) -> str:
@@ -366,14 +376,17 @@ class MultipartResult(Generic[S]):
         return {p.content_id: p.digest for p in self.parts}
 
 
-class _State(enum.Enum):
-    PREAMBLE = enum.auto()
-    AFTER_DELIMITER = enum.auto()
-    HEADERS = enum.auto()
-    BODY = enum.auto()
-    EPILOGUE = enum.auto()
-    DONE = enum.auto()
-    FAILED = enum.auto()
+class _State:
+    """The reader's states, compared by identity. Plain constants, not an Enum: the reader looks a state
+    up at every step, and each access to an Enum member goes through its metaclass's attribute hook."""
+
+    PREAMBLE = "preamble"
+    AFTER_DELIMITER = "after delimiter"
+    HEADERS = "headers"
+    BODY = "body"
+    EPILOGUE = "epilogue"
+    DONE = "done"
+    FAILED = "failed"
 
 
 class _OpenPart(Generic[S]):
@@ -408,12 +421,7 @@ class MultipartReader(Generic[S]):
         max_edxml_bytes: int = DEFAULT_MAX_EDXML_BYTES,
         max_part_bytes: int | None = None,
     ) -> None:
-        boundary = _multipart_boundary(content_type)
-        try:
-            self._start_id: str | None = normalize_content_id(parse_content_type(content_type)[1]["start"])
-        except KeyError:
-            self._start_id = None  # RFC 2387: without "start", the first part is the root
-        self._delim = b"\r\n--" + boundary.encode("ascii")
+        self._delim, self._start_id = _reader_settings(content_type)
         self._sink_factory = sink_factory
         self._max_parts = max_parts
         self._max_header_bytes = max_header_bytes
@@ -592,7 +600,7 @@ class MultipartReader(Generic[S]):
                 "multipart.start_missing", f"the first part is <{content_id}>, the start is <{expected}>"
             )
         try:
-            media = parse_content_type(content_type)[0]
+            media = _parse_content_type(content_type)[0]
         except ValueError:
             media = content_type
         if media != EDXML_MEDIA_TYPE:
