@@ -81,8 +81,10 @@ _DER_KEY_VALUE = f"{{{DSIG11_NS}}}DEREncodedKeyValue"
 
 # Every Id-like attribute (Id, ID, id in any namespace, xml:id), found by libxml2 in one walk; compiled
 # once (lxml serialises calls to one XPath object, so sharing it between threads is safe).
+# (The length test first spares most attributes the three comparisons.)
 _ID_ATTRIBUTES = etree.XPath(
-    "descendant-or-self::*/@*[local-name()='Id' or local-name()='ID' or local-name()='id']"
+    "descendant-or-self::*/@*[string-length(local-name()) = 2]"
+    "[local-name()='Id' or local-name()='ID' or local-name()='id']"
 )
 
 
@@ -426,9 +428,8 @@ def _certificates(key_info: _Children | None) -> tuple[x509.Certificate, tuple[x
         raise SignatureError("signature.no_certificate", "X509Data has no X509Certificate")
     certs: list[_Cert] = []
     for index, text in enumerate(texts):
-        der = _b64(text, what="X509Certificate", code="signature.bad_certificate")
         try:
-            certs.append(_load_certificate(der))
+            certs.append(_load_certificate(text))
         except UNREADABLE_CERTIFICATE as exc:
             raise SignatureError(
                 "signature.bad_certificate", f"X509Certificate #{index + 1} is not a DER certificate: {exc}"
@@ -454,11 +455,14 @@ UNREADABLE_CERTIFICATE: tuple[type[Exception], ...] = (
 
 
 @lru_cache(maxsize=1024)
-def _load_certificate(der: bytes) -> _Cert:
-    """Parse a certificate once: agencies send the same few certificates with every package.
+def _load_certificate(text: str) -> _Cert:
+    """Decode and parse an ``X509Certificate`` once: agencies send the same few certificates with every
+    package.
 
-    Keyed by the exact DER bytes, so a cached entry is the same immutable value a fresh parse would give.
+    Keyed by the exact text (whitespace included), so a cached entry is the same immutable value a fresh
+    decode and parse would give; what fails is not cached and fails again.
     """
+    der = _b64(text, what="X509Certificate", code="signature.bad_certificate")
     cert = x509.load_der_x509_certificate(der)
     # cryptography parses extensions lazily: a malformed one must raise ValueError here (bad_certificate),
     # not later inside the trust store (found by fuzzing).
