@@ -304,6 +304,33 @@ def test_bad_values(extra: str, code: str) -> None:
     assert parse_code(minimal(extra)) == code
 
 
+@pytest.mark.parametrize(
+    "second",
+    [
+        '<Subject xmlns="">b</Subject>',
+        "<edXML:Subject>b</edXML:Subject>",
+        f'<x:Subject xmlns:x="{NS}">b</x:Subject>',
+    ],
+)
+def test_one_element_written_two_ways_is_repeated(second: str) -> None:
+    """The edXML namespace, no namespace and an undeclared ``edXML:`` prefix all name the same element."""
+    data = minimal("<Subject>a</Subject>" + second)
+    assert parse_code(data) == "edxml.unexpected_element"
+    msg, problems = parse_lenient(data)
+    assert msg.header.subject == "a"  # lenient: the first in document order, and the problem recorded
+    assert [p.code for p in problems] == ["edxml.unexpected_element"]
+
+
+def test_many_unknown_elements() -> None:
+    """Unknown elements are skipped however many distinct ones a package brings."""
+    extra = "".join(f"<Unknown{i}>x</Unknown{i}><u:Other{i} xmlns:u='urn:u'/>" for i in range(700))
+    pkg = parse(minimal(extra + "<Subject>s</Subject>"))
+    assert isinstance(pkg, DocumentPackage)
+    assert pkg.header.subject == "s"
+    pkg = parse(minimal(extra + "<Subject>t</Subject>"))
+    assert pkg.header.subject == "t"  # type: ignore[union-attr]
+
+
 def test_bad_timestamp() -> None:
     trace = "<TraceHeaderList><TraceHeader><OrganId>x</OrganId><Timestamp>2018-09-28T00:00:00</Timestamp>"
     trace += "</TraceHeader></TraceHeaderList>"

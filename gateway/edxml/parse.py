@@ -146,6 +146,12 @@ def _child_key(tag: str) -> str | None:
     return local if prefix == "edXML" else None
 
 
+# The keys of the first tags seen (a package's few dozen, again and again), read with one dict lookup.
+# Bounded, so that unknown tags from hostile input cannot grow it; beyond the bound, _child_key decides.
+_CHILD_KEYS: dict[str, str] = {}
+_CHILD_KEYS_MAX = 512
+
+
 def _text_of(el: etree._Element) -> str:
     """The element's character content, joined across comments (``a<!-- -->b`` is ``ab``)."""
     text = el.text or ""
@@ -163,47 +169,65 @@ class _Node:
     dozen nodes and formats no path at all.
     """
 
-    __slots__ = ("el", "kids", "name", "parent", "reader")
+    __slots__ = ("el", "first", "more", "name", "parent", "reader")
 
     def __init__(self, reader: _Reader, el: etree._Element, name: str, parent: _Node | None = None) -> None:
         self.reader, self.el, self.name, self.parent = reader, el, name, parent
-        kids: dict[str, list[etree._Element]] = {}
+        # The first child of each key, and every child of the keys that repeat (rare: To, Reference, …).
+        first: dict[str, etree._Element] = {}
+        more: dict[str, list[etree._Element]] | None = None
+        keys = _CHILD_KEYS
         for child in el[:]:  # slicing builds the list in C: cheaper than lxml's child iterator
             tag = child.tag
-            if isinstance(tag, str):
+            key = keys.get(tag)
+            if key is None:
+                if not isinstance(tag, str):
+                    continue  # a comment or processing instruction
                 key = _child_key(tag)
-                if key is not None:
-                    found = kids.get(key)
-                    if found is None:
-                        kids[key] = [child]
-                    else:
-                        found.append(child)
-        self.kids = kids
+                if key is None:
+                    continue  # a foreign element
+                if len(keys) < _CHILD_KEYS_MAX:
+                    keys[tag] = key
+            if key in first:
+                if more is None:
+                    more = {}
+                more.setdefault(key, [first[key]]).append(child)
+            else:
+                first[key] = child
+        self.first, self.more = first, more
 
     @property
     def path(self) -> str:
         return self.name if self.parent is None else f"{self.parent.path}/{self.name}"
 
-    def _repeated(self, name: str, found: list[etree._Element]) -> None:
+    def all(self, name: str) -> list[etree._Element]:
+        """Every child filed under ``name``, in document order."""
+        if self.more is not None and name in self.more:
+            return self.more[name]
+        el = self.first.get(name)
+        return [] if el is None else [el]
+
+    def _repeated(self, name: str) -> None:
+        assert self.more is not None
+        times = len(self.more[name])
         self.reader.soft(
-            PackageError("edxml.unexpected_element", f"{self.path}/{name} appears {len(found)} times"), None
+            PackageError("edxml.unexpected_element", f"{self.path}/{name} appears {times} times"), None
         )
 
     def one(self, name: str) -> etree._Element | None:
-        found = self.kids.get(name)
-        if not found:
-            return None
-        if len(found) > 1:
-            self._repeated(name, found)
-        return found[0]
+        """The child filed under ``name``; a repeated one is ``edxml.unexpected_element``."""
+        el = self.first.get(name)
+        if el is not None and self.more is not None and name in self.more:
+            self._repeated(name)
+        return el
 
     def child(self, name: str) -> _Node | None:
-        found = self.kids.get(name)
-        if not found:
+        el = self.first.get(name)
+        if el is None:
             return None
-        if len(found) > 1:
-            self._repeated(name, found)
-        return _Node(self.reader, found[0], name, self)
+        if self.more is not None and name in self.more:
+            self._repeated(name)
+        return _Node(self.reader, el, name, self)
 
     def required(self, name: str) -> _Node:
         node = self.child(name)
@@ -212,16 +236,15 @@ class _Node:
         return node
 
     def children(self, name: str) -> list[_Node]:
-        return [_Node(self.reader, el, name, self) for el in self.kids.get(name, ())]
+        return [_Node(self.reader, el, name, self) for el in self.all(name)]
 
     def text(self, name: str) -> str | None:
         """Optional text: absent or empty is ``None``; otherwise exactly as sent."""
-        found = self.kids.get(name)
-        if not found:
+        el = self.first.get(name)
+        if el is None:
             return None
-        if len(found) > 1:
-            self._repeated(name, found)
-        el = found[0]
+        if self.more is not None and name in self.more:
+            self._repeated(name)
         return (_text_of(el) if len(el) else el.text) or None
 
     def required_text(self, name: str) -> str:
@@ -578,11 +601,11 @@ def _texts(n: _Node | None, name: str) -> tuple[str, ...]:
     """Repeated text children (``ToPlaces/Place``, ``Appendixes/Appendix``); empty ones are dropped."""
     if n is None:
         return ()
-    return tuple(t for t in (_text_of(el) for el in n.kids.get(name, ())) if t)
+    return tuple(t for t in (_text_of(el) for el in n.all(name)) if t)
 
 
 def _ext(n: _Node, name: str) -> etree._Element | None:
-    found = n.kids.get(_EXT_PREFIX + name, ())
+    found = n.all(_EXT_PREFIX + name)
     if len(found) > 1:
         n.reader.soft(
             PackageError("edxml.unexpected_element", f"{n.path}/{name} appears {len(found)} times"), None
