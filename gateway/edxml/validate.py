@@ -82,8 +82,11 @@ class _Checker:
         try:
             return check()
         except FieldError as exc:
-            self.found.append(FieldError(exc.code, f"{where}: {exc.detail}"))
+            self.failed(exc, where)
             return None
+
+    def failed(self, exc: FieldError, where: str) -> None:
+        self.found.append(FieldError(exc.code, f"{where}: {exc.detail}"))
 
     def length(self, where: str, name: str, value: str | None) -> None:
         if value is not None and len(value) > LIMITS[name]:
@@ -99,12 +102,17 @@ class _Checker:
         if not value:
             self.add("field.required", f"{where} is required")
             return
-        self.attempt(lambda: OrganId.check(value, strict=self.strict), where)
+        try:  # (the codes checked most often are checked without attempt's closure)
+            OrganId.check(value, strict=self.strict)
+        except FieldError as exc:
+            self.failed(exc, where)
 
     def document_id(self, where: str, value: str) -> DocumentId | None:
-        return self.attempt(  # type: ignore[return-value]
-            lambda: DocumentId.parse(value, strict_organ_id=self.strict), where
-        )
+        try:
+            return DocumentId.parse(value, strict_organ_id=self.strict)
+        except FieldError as exc:
+            self.failed(exc, where)
+            return None
 
     def organization(self, where: str, org: Organization) -> None:
         self.organ_id(f"{where}/OrganId", org.organ_id)
