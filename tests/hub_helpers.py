@@ -525,4 +525,3 @@ def verify_hub_signed(data: bytes, *, trust: Any, at: dt.datetime) -> Any:
     verified = verify_enveloped(data)
     trust.validate(verified.signer, at=at, extra_intermediates=list(verified.extra_certs))
     return verified
-
