@@ -122,7 +122,8 @@ def test_staged_bytes_are_published_once_and_a_wrong_digest_stages_nothing(tmp_p
         store.stage_bytes(b"other body", digest)
     assert files_under(tmp_path) == []
     staged = store.stage_bytes(b"body", digest)
-    assert staged.parent == store.tmp and staged.read_bytes() == b"body"
+    assert staged.parent == store.tmp
+    assert staged.read_bytes() == b"body"
     assert store.publish_sync(staged, digest, synced=True) is True
     assert not staged.exists()
     again = store.stage_bytes(b"body", digest)
