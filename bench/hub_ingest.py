@@ -305,6 +305,24 @@ def _drop_pg_database(url: str) -> None:
         print(f"could not drop {target.database} ({exc!r})", file=sys.stderr)
 
 
+def _children(pid: int) -> list[int]:
+    with contextlib.suppress(OSError):
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
+
+
+def cpu_shares(pid: int, *, workers: int, database_url: str) -> Any:
+    """Who uses the CPU while the load runs: the hub's event-loop process(es), their verification pools,
+    PostgreSQL's backends, the load generator (see :class:`bench.scale_out.CpuShares`)."""
+    from bench.scale_out import CpuShares, _pg_backends
+
+    loops = [pid] if workers == 1 else _children(pid)
+    groups = {"hub event loops": loops, "verify pools": [c for p in loops for c in _children(p)]}
+    if database_url.startswith("postgresql"):
+        groups["postgres"] = _pg_backends(database_url)
+    return CpuShares(groups)
+
+
 def run_backend(
     name: str, url: str, *, workers: int, bodies: list[bytes], connections: int, mib: int
 ) -> dict[str, Any]:
@@ -321,7 +339,15 @@ def run_backend(
         hub = HubProcess(write_config_toml(config, tmp / "hub.toml"), workers=workers)
         try:
             warm = run_load(config.port, files, PROVINCE, bodies[:200], connections)
+            shares = cpu_shares(hub.proc.pid, workers=workers, database_url=url)
+            shares.start()
             load = run_load(config.port, files, PROVINCE, bodies[200:], connections)
+            load["cpu_cores"] = shares.stop()
+            load["cpu_ms_per_package"] = {
+                k: round(1000 * v / load["per_s"], 3)
+                for k, v in load["cpu_cores"].items()
+                if k not in ("other", "idle", "bench")
+            }
             load["warmup_per_s"] = warm["per_s"]
             big = multipart_run(config.port, files, hub.proc.pid, mib, tmp) if workers == 1 and mib else None
         finally:
@@ -394,6 +420,50 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {r['backend']} | {r['workers']} | {i['per_s']:,.0f} | {i['p50_ms']:.1f} | "
             f"{i['p99_ms']:.1f} | {i['ratio_to_floor']:.2f} | {i['errors'] or 0} |"
+        )
+    cores = os.cpu_count() or 2
+    lines += ["", "CPU per package (ms) while it ran, and the most the cores allow at that cost:", ""]
+    lines += [
+        "| backend | hub processes | hub event loop | verification pool | postgres | load generator | total "
+        "| ceiling on all cores | other work on the machine (cores) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in result["runs"]:
+        i = r["ingest"]
+        ms = i.get("cpu_ms_per_package")
+        if not ms:
+            continue
+        total = sum(ms.values())
+        lines.append(
+            f"| {r['backend']} | {r['workers']} | {ms.get('hub event loops', 0):.2f} | "
+            f"{ms.get('verify pools', 0):.2f} | {ms.get('postgres', 0):.2f} | "
+            f"{ms.get('load generator', 0):.2f} | {total:.2f} | ≤ {1000 * cores / total:,.0f}/s | "
+            f"{i['cpu_cores'].get('other', 0):.2f} |"
+        )
+    t = result["targets"]
+    best = max(result["runs"], key=lambda r: r["ingest"]["per_s"])
+    big = next((r["multipart"] for r in result["runs"] if r.get("multipart")), None)
+
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "MISS"
+
+    bi = best["ingest"]
+    lines += [
+        "",
+        "| target | wanted | measured (best row) | |",
+        "| --- | --- | --- | --- |",
+        f"| ingest rate | ≥ {t['per_s']}/s | {bi['per_s']:,.0f}/s ({best['backend']}, {best['workers']} "
+        f"process{'es' if best['workers'] > 1 else ''}) | {verdict(bi['per_s'] >= t['per_s'])} |",
+        f"| latency | p99 < {t['p99_ms']} ms | {bi['p99_ms']:.0f} ms | "
+        f"{verdict(bi['p99_ms'] < t['p99_ms'])} |",
+        f"| ratio to the floor | ≥ {t['ratio_to_floor']} | {bi['ratio_to_floor']:.2f} | "
+        f"{verdict(bi['ratio_to_floor'] >= t['ratio_to_floor'])} |",
+    ]
+    if big is not None and big["status"] == 202:
+        ok = big["mb_per_s"] >= t["multipart_mb_per_s"] and big["hub_rss_growth_mb"] < t["rss_growth_mb"]
+        lines.append(
+            f"| 100 MB multipart | ≥ {t['multipart_mb_per_s']} MB/s, growth < {t['rss_growth_mb']} MB | "
+            f"{big['mb_per_s']:,.0f} MB/s, +{big['hub_rss_growth_mb']:.1f} MB | {verdict(ok)} |"
         )
     for r in result["runs"]:
         m = r.get("multipart")
