@@ -229,3 +229,41 @@ async def test_content_type_is_kept(db):
     result = await ingest_package(db, record, receipt=b"r", received_at=T0)
     async with db.read() as s:
         assert (await s.get(Package, result.package.id)).content_type == 'multipart/related; boundary="b"'  # type: ignore[union-attr]
+
+
+async def test_sync_write_transactions_commit_roll_back_and_take_turns_with_async_ones(db):
+    """Database.run_write: committed when the function returns, nothing kept when it raises, and (on
+    SQLite, where it has its own connection in a writer thread) never colliding with async writes."""
+    from sqlalchemy import func, insert
+
+    from gateway.store.models import Agency
+
+    def add(session, organ_id: str, *, fail: bool = False) -> str:
+        session.execute(
+            insert(Agency.__table__),
+            [{"organ_id": organ_id, "name": organ_id, "created_at": T0, "updated_at": T0}],
+        )
+        if fail:
+            raise RuntimeError("refused after the insert")
+        return organ_id
+
+    async def add_async(organ_id: str) -> None:
+        async with db.write() as session:
+            await session.execute(
+                insert(Agency.__table__),
+                [{"organ_id": organ_id, "name": organ_id, "created_at": T0, "updated_at": T0}],
+            )
+
+    assert await db.run_write(add, "001.00.00.A01") == "001.00.00.A01"
+    with pytest.raises(RuntimeError):
+        await db.run_write(add, "001.00.00.A02", fail=True)
+    await asyncio.gather(
+        *(db.run_write(add, f"002.00.{i:02d}.A01") for i in range(20)),
+        *(add_async(f"003.00.{i:02d}.A01") for i in range(20)),
+    )
+    async with db.read() as s:
+        names = set((await s.execute(select(Agency.organ_id))).scalars())
+        count = (await s.execute(select(func.count()).select_from(Agency))).scalar_one()
+    assert "001.00.00.A01" in names
+    assert "001.00.00.A02" not in names
+    assert count == 41
