@@ -267,3 +267,32 @@ async def test_sync_write_transactions_commit_roll_back_and_take_turns_with_asyn
     assert "001.00.00.A01" in names
     assert "001.00.00.A02" not in names
     assert count == 41
+
+
+def test_a_group_commit_looks_its_keys_up_by_index_never_by_scanning_the_packages(tmp_path):
+    """The batch lookups stay searches of an index however many packages are stored (SQLite's plan of the
+    very SQL the statements send)."""
+    from sqlalchemy import create_engine, event
+
+    from gateway.store import packages
+    from gateway.store.migrate import upgrade
+
+    path = tmp_path / "plan.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    engine = create_engine(f"sqlite:///{path}")
+    sent: list[tuple[str, object]] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: sent.append((a[2], a[3])))
+    try:
+        with engine.connect() as conn:
+            for stmt, params in (
+                (packages._FIND_BYTES, {"shas": ["a" * 64, "b" * 64]}),
+                (packages._FIND_DOCUMENTS, {"senders": [SENDER], "documents": ["d1", "d2"]}),
+            ):
+                sent.clear()
+                conn.execute(stmt, params)
+                sql, bound = sent[-1]
+                plan = " ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, bound))
+                assert "USING INDEX" in plan, plan
+                assert "SCAN" not in plan, plan
+    finally:
+        engine.dispose()

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, aliased
@@ -396,16 +396,15 @@ async def ingest_packages(
     return results  # type: ignore[return-value]
 
 
-_FIND_KEYS = select(Package).where(
-    or_(
-        Package.sha256.in_(bindparam("shas", expanding=True)),  # type: ignore[attr-defined]
-        and_(
-            Package.bussiness_doc_type == 0,
-            Package.document_id.in_(bindparam("documents", expanding=True)),  # type: ignore[attr-defined]
-        ),
-    )
+_FIND_BYTES = select(Package).where(Package.sha256.in_(bindparam("shas", expanding=True)))  # type: ignore[attr-defined]
+"""Packages holding these bytes (the unique index on ``sha256``)."""
+_FIND_DOCUMENTS = select(Package).where(
+    Package.bussiness_doc_type == 0,
+    Package.sender_organ_id.in_(bindparam("senders", expanding=True)),  # type: ignore[attr-defined]
+    Package.document_id.in_(bindparam("documents", expanding=True)),  # type: ignore[attr-defined]
 )
-"""Packages holding either idempotency key of a batch: its bytes (any type) or its new DocumentIds."""
+"""New documents under these senders and DocumentIds: both columns constrained, so the lookup is a search
+of the (sender, DocumentId) index, never a scan of the table (the caller keeps the exact pairs)."""
 _INSERT_PACKAGES = insert(Package.__table__).returning(  # type: ignore[attr-defined]
     Package.__table__.c.id,  # type: ignore[attr-defined]
     sort_by_parameter_order=True,
@@ -441,17 +440,19 @@ def _store_documents(
     """The synchronous part of a group commit: look up both idempotency keys, sort the items into
     repeats, conflicts, new documents and requests, and write the new documents (filling ``results``)."""
     records = [items[i].record for i in todo]
-    # One lookup for both idempotency keys (one snapshot, one round trip): these bytes, and new documents
-    # under these DocumentIds.
+    # Both idempotency keys, each by its index: these bytes, and new documents under these DocumentIds.
     shas = {r.sha256 for r in records}
-    new_docs = {r.document_id for r in records if r.bussiness_doc_type == 0}
-    found = session.execute(_FIND_KEYS, {"shas": list(shas), "documents": list(new_docs)}).scalars()
+    new_docs = {(r.sender, r.document_id) for r in records if r.bussiness_doc_type == 0}
+    found = list(session.execute(_FIND_BYTES, {"shas": list(shas)}).scalars())
+    if new_docs:
+        params = {"senders": list({k[0] for k in new_docs}), "documents": list({k[1] for k in new_docs})}
+        found += session.execute(_FIND_DOCUMENTS, params).scalars()
     by_sha: dict[str, Package] = {}
     by_document: dict[tuple[str, str], Package] = {}
     for p in found:
         if p.sha256 in shas:
             by_sha[p.sha256] = p
-        if p.bussiness_doc_type == 0 and p.document_id in new_docs:
+        if p.bussiness_doc_type == 0 and (p.sender_organ_id, p.document_id) in new_docs:
             by_document[(p.sender_organ_id, p.document_id)] = p
     if levels is None:
         levels = _levels_sync(session, {o for r in records for o in (r.sender, *r.recipients)})
