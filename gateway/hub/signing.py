@@ -1,6 +1,6 @@
 """The hub's signing identity: its certificate chain and key, loaded once.
 
-Receipts and status notices are signed with :func:`gateway.signature.enveloped.sign_enveloped` (the
+Receipts and status notices are signed with :class:`gateway.signature.enveloped.EnvelopedSigner` (the
 project's profile, whole document, signature last child of the root); this module only loads the hub's
 side (and refuses a key that does not match). Whoever checks a hub-signed document (nodes, tests) uses
 :func:`gateway.signature.enveloped.verify_enveloped` and validates the signer with its own trust store.
@@ -27,6 +27,7 @@ class HubSigner:
     name: str
     chain: tuple[x509.Certificate, ...]
     key: Any
+    signer: enveloped.EnvelopedSigner
 
     @classmethod
     def load(cls, cert_file: Path, key_file: Path) -> HubSigner:
@@ -41,7 +42,8 @@ class HubSigner:
             raise ConfigError("config.invalid", "the hub key does not match the hub certificate")
         cns = chain[0].subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
         name = str(cns[0].value) if cns else chain[0].subject.rfc4514_string()
-        return cls(name=name, chain=chain, key=key)
+        signer = enveloped.EnvelopedSigner(key=key, cert=chain[0], chain=chain[1:])
+        return cls(name=name, chain=chain, key=key, signer=signer)
 
     def sign(self, root: etree._Element) -> bytes:
-        return enveloped.sign_enveloped(root, key=self.key, cert=self.chain[0], chain=self.chain[1:])
+        return self.signer.sign(root)

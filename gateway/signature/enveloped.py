@@ -52,37 +52,55 @@ def sign_enveloped(
     ``xml`` is bytes (parsed with the hardened parser) or a tree, which is then modified in place. The key
     must belong to ``cert`` and be strong enough for the profile (else ``signature.weak_key``).
     """
-    method = _signature_method(key, cert).value
-    root = parse_xml(xml) if isinstance(xml, bytes) else xml
-    if list(root.iter(_DS + "Signature")):
-        raise SignatureError("signature.multiple", "the document is already signed")
-    parent = root if location.strip() in ("./", ".", "") else root.find(location.strip()[2:].rstrip("/"))
-    if parent is None:
-        raise SignatureError("signature.location", f"no element at {location!r} to hold the signature")
-    digest = base64.b64encode(hashlib.sha256(_c14n(root)).digest()).decode("ascii")
-    signature = etree.SubElement(parent, _DS + "Signature", nsmap={"ds": DS_NS})
-    info = etree.SubElement(signature, _DS + "SignedInfo")
-    etree.SubElement(info, _DS + "CanonicalizationMethod", Algorithm=EXC_C14N)
-    etree.SubElement(info, _DS + "SignatureMethod", Algorithm=method)
-    ref = etree.SubElement(info, _DS + "Reference", URI="")
-    transforms = etree.SubElement(ref, _DS + "Transforms")
-    etree.SubElement(transforms, _DS + "Transform", Algorithm=ENVELOPED)
-    etree.SubElement(transforms, _DS + "Transform", Algorithm=EXC_C14N)
-    etree.SubElement(ref, _DS + "DigestMethod", Algorithm=SHA256)
-    etree.SubElement(ref, _DS + "DigestValue").text = digest
-    signed_info = _c14n(info)
-    if method == RSA_SHA256:
-        raw = key.sign(signed_info, padding.PKCS1v15(), hashes.SHA256())  # type: ignore[call-arg]
-    else:
-        assert isinstance(key, ec.EllipticCurvePrivateKey)
-        r, s = utils.decode_dss_signature(key.sign(signed_info, ec.ECDSA(hashes.SHA256())))
-        raw = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    etree.SubElement(signature, _DS + "SignatureValue").text = base64.b64encode(raw).decode("ascii")
-    data = etree.SubElement(etree.SubElement(signature, _DS + "KeyInfo"), _DS + "X509Data")
-    for c in (cert, *chain):
-        der = c.public_bytes(Encoding.DER)
-        etree.SubElement(data, _DS + "X509Certificate").text = base64.b64encode(der).decode("ascii")
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return EnvelopedSigner(key=key, cert=cert, chain=chain).sign(xml, location=location)
+
+
+class EnvelopedSigner:
+    """:func:`sign_enveloped` for one identity, checked and encoded once (the key against the certificate,
+    the signature method, the certificates' base64), for a signer that signs many documents (the hub)."""
+
+    __slots__ = ("_certificates", "_key", "_method")
+
+    def __init__(
+        self, *, key: PrivateKey, cert: x509.Certificate, chain: Sequence[x509.Certificate] = ()
+    ) -> None:
+        self._key = key
+        self._method = _signature_method(key, cert).value
+        self._certificates = tuple(
+            base64.b64encode(c.public_bytes(Encoding.DER)).decode("ascii") for c in (cert, *chain)
+        )
+
+    def sign(self, xml: bytes | etree._Element, *, location: str = "./") -> bytes:
+        method, key = self._method, self._key
+        root = parse_xml(xml) if isinstance(xml, bytes) else xml
+        if next(root.iter(_DS + "Signature"), None) is not None:
+            raise SignatureError("signature.multiple", "the document is already signed")
+        parent = root if location.strip() in ("./", ".", "") else root.find(location.strip()[2:].rstrip("/"))
+        if parent is None:
+            raise SignatureError("signature.location", f"no element at {location!r} to hold the signature")
+        digest = base64.b64encode(hashlib.sha256(_c14n(root)).digest()).decode("ascii")
+        signature = etree.SubElement(parent, _DS + "Signature", nsmap={"ds": DS_NS})
+        info = etree.SubElement(signature, _DS + "SignedInfo")
+        etree.SubElement(info, _DS + "CanonicalizationMethod", Algorithm=EXC_C14N)
+        etree.SubElement(info, _DS + "SignatureMethod", Algorithm=method)
+        ref = etree.SubElement(info, _DS + "Reference", URI="")
+        transforms = etree.SubElement(ref, _DS + "Transforms")
+        etree.SubElement(transforms, _DS + "Transform", Algorithm=ENVELOPED)
+        etree.SubElement(transforms, _DS + "Transform", Algorithm=EXC_C14N)
+        etree.SubElement(ref, _DS + "DigestMethod", Algorithm=SHA256)
+        etree.SubElement(ref, _DS + "DigestValue").text = digest
+        signed_info = _c14n(info)
+        if method == RSA_SHA256:
+            raw = key.sign(signed_info, padding.PKCS1v15(), hashes.SHA256())  # type: ignore[call-arg]
+        else:
+            assert isinstance(key, ec.EllipticCurvePrivateKey)
+            r, s = utils.decode_dss_signature(key.sign(signed_info, ec.ECDSA(hashes.SHA256())))
+            raw = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        etree.SubElement(signature, _DS + "SignatureValue").text = base64.b64encode(raw).decode("ascii")
+        data = etree.SubElement(etree.SubElement(signature, _DS + "KeyInfo"), _DS + "X509Data")
+        for text in self._certificates:
+            etree.SubElement(data, _DS + "X509Certificate").text = text
+        return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
 def verify_enveloped(
