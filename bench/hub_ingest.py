@@ -154,10 +154,7 @@ def run_load(port: int, files: Any, who: str, bodies: list[bytes], connections: 
 def _rss_tree(pid: int) -> int:
     """Summed RSS (bytes) of ``pid`` and its children (the verification pool)."""
     total = 0
-    pids = [pid]
-    with contextlib.suppress(OSError):
-        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    for p in pids:
+    for p in (pid, *_children(pid)):
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):

@@ -290,16 +290,7 @@ class BlobWriter:
                 f"received {self._size} bytes with SHA-256 {sha}; the manifest says "
                 f"{self._expected_size} bytes with SHA-256 {self._expected_sha256}",
             )
-        final = self._store.path_of(sha)
-        if final.is_file():
-            self._tmp_path.unlink()  # same content already stored
-        else:
-            new_shard = not final.parent.is_dir()
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if new_shard:
-                _fsync_dir(self._store.root)
-            os.replace(self._tmp_path, final)
-            _fsync_dir(final.parent)
+        self._store.publish_sync(self._tmp_path, sha, synced=True)  # dropped if the content is stored
         return BlobInfo(sha256=sha, size=self._size)
 
     async def close(self) -> BlobInfo:
