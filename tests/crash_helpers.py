@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from hub_helpers import HubProcess
+from hub_helpers import HubProcess, kill_session
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.node.client import HubUnavailable
@@ -98,21 +98,11 @@ class KillableHub(HubProcess):
         self.kill()
         raise RuntimeError(f"the hub did not start; see {self.log}:\n{self.log.read_text()[-3000:]}")
 
-    @staticmethod
-    def _kill_session(proc: subprocess.Popen[bytes]) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        for pipe in (proc.stdin, proc.stdout):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
-
     def kill(self) -> None:
         """SIGKILL the hub and everything in its session (its process pool), then reap it."""
         if self.proc.poll() is None:
             self.kills += 1
-        self._kill_session(self.proc)
+        kill_session(self.proc)
 
     def restart(self) -> None:
         assert self.proc.poll() is not None, "restart() after kill()"
@@ -125,7 +115,7 @@ class KillableHub(HubProcess):
 
     def stop(self) -> None:
         for spare in self._spares:
-            self._kill_session(spare)
+            kill_session(spare)
         self._spares.clear()
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -133,8 +123,8 @@ class KillableHub(HubProcess):
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
-                self._kill_session(self.proc)
-        self._kill_session(self.proc)
+                kill_session(self.proc)
+        kill_session(self.proc)
         if not self._fh.closed:
             self._fh.close()
 

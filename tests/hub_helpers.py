@@ -7,10 +7,12 @@ the standard library, the hub as ``python -m gateway.hub.server`` in its own pro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import http.client
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -375,6 +377,18 @@ class Client:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+
+
+def kill_session(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a process started in its own session and everything in it (its pool), reap it, close its
+    pipes. The leader is not reaped before the kill, so its id still names the session."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 class HubProcess:

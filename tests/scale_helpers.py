@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from hub_helpers import kill_session
+
 REPO = Path(__file__).resolve().parents[1]
 NGINX = os.environ.get("GATEWAY_TEST_NGINX", "/usr/sbin/nginx")
 STREAM_MODULE = os.environ.get("GATEWAY_TEST_NGINX_STREAM", "/usr/lib/nginx/modules/ngx_stream_module.so")
@@ -244,25 +246,15 @@ class HubServe:
                 todo += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
         return out
 
-    @staticmethod
-    def _kill_session(proc: subprocess.Popen[bytes]) -> None:
-        with contextlib.suppress(ProcessLookupError):  # the leader is not reaped yet: its id is still ours
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        for pipe in (proc.stdin, proc.stdout):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
-
     def kill(self) -> None:
         """SIGKILL the hub and everything in its session, and reap it."""
         assert self.proc is not None
-        self._kill_session(self.proc)
+        kill_session(self.proc)
         self.kills += 1
 
     def stop(self) -> None:
         if self._spare is not None:
-            self._kill_session(self._spare)
+            kill_session(self._spare)
             self._spare = None
         if self.proc is None:
             return
@@ -271,4 +263,4 @@ class HubServe:
                 os.killpg(self.proc.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(20)
-        self._kill_session(self.proc)
+        kill_session(self.proc)
