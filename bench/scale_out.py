@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import resource
@@ -132,25 +131,6 @@ class CpuShares:
 # --- one topology ------------------------------------------------------------------------------------
 
 
-def _drop_database(database_url: str) -> None:
-    from sqlalchemy.engine import make_url
-
-    url = make_url(database_url)
-    admin = make_url(os.environ.get("GATEWAY_TEST_PG_URL", hub_ingest.DEFAULT_PG_URL))
-
-    async def drop() -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(admin.set(drivername="postgresql").render_as_string(hide_password=False))
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    with contextlib.suppress(Exception):
-        asyncio.run(drop())
-
-
 def run_topology(hubs: int, *, bodies: list[bytes], warmup: int, connections: int) -> dict[str, Any]:
     """``hubs`` hub processes behind nginx on a fresh PostgreSQL database: warm up, then measure."""
     from hub_helpers import PROVINCE, free_port, hub_config, write_config_toml, write_hub_files
@@ -198,7 +178,7 @@ def run_topology(hubs: int, *, bodies: list[bytes], warmup: int, connections: in
                 for s in servers:
                     s.stop()
     finally:
-        _drop_database(url)
+        hub_ingest._drop_pg_database(url)
     spread = {p: sum(1 for u in sessions if u.endswith(f":{p}")) for p in hub_ports}
     return {
         "hubs": hubs,
