@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     blob_dir: Path = Field(
         Path(), description="Content-addressed attachment store; default <data_dir>/blobs."
     )
+    inline_body_max_bytes: int = Field(
+        1 * MiB,
+        ge=0,
+        description="Package bodies up to this size are kept in the database, committed with their rows "
+        "(no file or fsync of their own); larger ones are blobs. Capped by the 1 MiB held in memory; 0 "
+        "keeps every body as a blob.",
+    )
     db_pool_size: int = Field(
         10, ge=1, description="Connections per process (PostgreSQL; readers on SQLite)."
     )

@@ -266,6 +266,7 @@ async def hub_state(url: str) -> dict[str, Any]:
         "inbox": "SELECT i.id, i.organ_id, i.kind, p.sha256, i.status_message_id, i.acked_at"
         " FROM inbox_item i LEFT JOIN package p ON p.id = i.package_id",
         "attachments": "SELECT sha256 FROM package_attachment",
+        "bodies": "SELECT p.sha256, b.data FROM package_body b JOIN package p ON p.id = b.package_id",
     }
     try:
         async with engine.connect() as conn:

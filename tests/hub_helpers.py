@@ -442,6 +442,7 @@ TABLES = (
     "package",
     "package_recipient",
     "package_attachment",
+    "package_body",
     "exchange",
     "status_message",
     "status_event",

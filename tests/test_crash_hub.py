@@ -17,7 +17,8 @@ retries are what make "eventually delivered" hold); then, through the hub's API 
   it exactly once (one inbox row, verified, one drop folder);
 * every acknowledged status is in its exchange's timeline exactly once (database and ``/timeline``),
   and its notice reached the sender's node exactly once;
-* every blob's content hashes to its name (no torn write is visible) and every row's blob exists.
+* every package's bytes are where the store says: kept in the database (a small body) and hashing to
+  the package's SHA-256, or a blob whose content hashes to its name (no torn write is visible).
 
 The seed is printed and taken from ``GATEWAY_CRASH_SEED`` to replay a schedule (the timing of the
 processes still varies).
@@ -26,6 +27,7 @@ processes still varies).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import random
@@ -322,13 +324,19 @@ async def _check(run: Run, data_dir: Path, drops: dict[str, Path]) -> list[str]:
         ]
         problems += [f"{organ} notice {n.item_id} not verified" for n in notices if not n.verified]
 
-    # blobs: no torn file visible, every row's bytes present
+    # bytes: each package's in the database (a small body) or a blob, no torn blob visible
+    inline = {sha for sha, _ in state["bodies"]}
+    problems += [
+        f"package {sha} kept in the database with other bytes"
+        for sha, data in state["bodies"]
+        if hashlib.sha256(data).hexdigest() != sha
+    ]
     blob_dir = data_dir / "blobs"
     torn = await asyncio.to_thread(torn_blobs, blob_dir)
     if torn:
         problems.append(f"blobs whose content does not hash to their name: {torn}")
     shas = {p.name for p in blob_dir.rglob("*") if p.is_file() and ".tmp" not in p.parts}
-    needed = {p[3] for p in state["packages"]} | {a[0] for a in state["attachments"]}
+    needed = {p[3] for p in state["packages"] if p[0] not in inline} | {a[0] for a in state["attachments"]}
     problems += [f"blob {s} referenced but missing" for s in needed - shas]
     return problems
 

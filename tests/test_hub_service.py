@@ -194,6 +194,29 @@ def test_multipart_package_is_streamed_verified_and_served_back_byte_for_byte(en
     assert fetched.headers["content-type"].startswith("multipart/related")
 
 
+def test_a_small_body_is_kept_in_the_database_and_a_large_one_is_a_blob(env: Env) -> None:
+    """Where the bytes go (docs/storage.md): a body held in memory is written with its rows, no file; a
+    body spooled to disk (over 1 MiB) is a content-addressed blob, no row. Both come back byte for byte."""
+    before = env.state()
+    _, small, reply = send(env, recipients=(FINANCE,))
+    assert reply.status == 202
+    after_small = env.state()
+    assert after_small["rows"]["package_body"] == before["rows"]["package_body"] + 1
+    assert after_small["blobs"] == before["blobs"]
+    _, large, reply_large = send(env, recipients=(FINANCE,), padding=(1 << 20) + 4096)
+    assert reply_large.status == 202
+    after_large = env.state()
+    assert after_large["rows"]["package_body"] == after_small["rows"]["package_body"]
+    sha = hashlib.sha256(large).hexdigest()
+    assert set(after_large["blobs"]) - set(after_small["blobs"]) == {f"{sha[:2]}/{sha}"}
+    finance = env.client(FINANCE)
+    for data, answer in ((small, reply), (large, reply_large)):
+        fetched = finance.get(f"/v1/packages/{answer.headers['x-package-id']}")
+        assert fetched.status == 200
+        assert fetched.body == data
+        assert fetched.headers["x-package-sha256"] == hashlib.sha256(data).hexdigest()
+
+
 # --- inbox and packages -----------------------------------------------------------------------------
 
 

@@ -115,18 +115,17 @@ def test_bad_names_are_refused(tmp_path):
         BlobStore(tmp_path).path_of("../../etc/passwd")
 
 
-def test_staged_bytes_are_published_once_and_a_wrong_digest_stages_nothing(tmp_path):
+def test_a_published_file_is_moved_into_place_once(tmp_path):
     store = BlobStore(tmp_path)
     digest = hashlib.sha256(b"body").hexdigest()
-    with pytest.raises(ValueError, match="SHA-256"):
-        store.stage_bytes(b"other body", digest)
-    assert files_under(tmp_path) == []
-    staged = store.stage_bytes(b"body", digest)
-    assert staged.parent == store.tmp
-    assert staged.read_bytes() == b"body"
-    assert store.publish_sync(staged, digest, synced=True) is True
+    store.tmp.mkdir(parents=True)
+    staged = store.tmp / "staged"
+    staged.write_bytes(b"body")
+    assert store.publish_sync(staged, digest) is True
     assert not staged.exists()
-    again = store.stage_bytes(b"body", digest)
-    assert store.publish_sync(again, digest) is False  # the same content: the staged copy is dropped
+    again = store.tmp / "again"
+    again.write_bytes(b"body")
+    assert store.publish_sync(again, digest, synced=True) is False  # the same content: the copy is dropped
+    assert not again.exists()
     assert files_under(tmp_path) == [f"{digest[:2]}/{digest}"]
     assert store.path_of(digest).read_bytes() == b"body"

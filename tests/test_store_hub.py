@@ -21,10 +21,11 @@ from gateway.store import (
     list_agencies,
     list_inbox,
     list_pins,
+    package_body,
     sync_directory,
     upsert_agency,
 )
-from gateway.store.models import Exchange, Package
+from gateway.store.models import Exchange, Package, PackageBody
 
 FP = "ab" * 32
 
@@ -107,6 +108,43 @@ async def test_a_batch_keeps_the_levels_it_was_routed_with_and_a_request_after_i
             (RECIPIENTS[0], "province", "department"),
             (RECIPIENTS[1], "province", "district"),
         }
+
+
+async def test_small_bodies_are_kept_with_their_packages_in_the_same_transaction(db):
+    """A body given with an item is written in the batch's transaction (``package_body``); an item without
+    one leaves its bytes to the blob store; a repeat or a conflict stores no bytes of its own."""
+    doc = f"{SENDER},2027/03/02,8/"
+    items = [
+        IngestItem(
+            record=make_record("inline", document_id=doc + "A"), receipt=b"r", received_at=T0, body=b"inline"
+        ),
+        IngestItem(record=make_record("as-blob", document_id=doc + "B"), receipt=b"r", received_at=T0),
+        IngestItem(
+            record=make_record("inline", document_id=doc + "A"), receipt=b"r", received_at=T0, body=b"inline"
+        ),
+        IngestItem(
+            record=make_record("other", document_id=doc + "A"), receipt=b"r", received_at=T0, body=b"other"
+        ),
+        IngestItem(
+            record=make_record("recall", document_id=doc + "A", doc_type=1),
+            receipt=b"r",
+            received_at=T0,
+            body=b"recall",
+        ),
+    ]
+    inline, as_blob, twin, conflict, recall = await ingest_packages(db, items)
+    assert [r.created for r in (inline, as_blob, twin, recall)] == [True, True, False, True]
+    assert isinstance(conflict, Conflict)
+    await ingest_package(
+        db, make_record("single", document_id=doc + "C"), receipt=b"r", received_at=T0, body=b"single"
+    )
+    assert await package_body(db, sha("inline")) == b"inline"
+    assert await package_body(db, sha("recall")) == b"recall"
+    assert await package_body(db, sha("single")) == b"single"
+    assert await package_body(db, sha("as-blob")) is None
+    assert await package_body(db, sha("other")) is None
+    async with db.read() as s:
+        assert len((await s.execute(select(PackageBody))).all()) == 3
 
 
 async def test_batches_from_two_engines_racing_on_the_same_packages(database_url):

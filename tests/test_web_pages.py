@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import json
 import re
@@ -31,6 +32,7 @@ from web_fixtures import (
 )
 
 from gateway.store.accounts import set_disabled
+from gateway.store.blobs import BlobStore
 from gateway.store.db import Database
 from gateway.store.rate import exchanges_count, rate_report
 
@@ -38,9 +40,10 @@ CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 class Env:
-    def __init__(self, client: TestClient, db: Database, seeded: Seeded) -> None:
+    def __init__(self, client: TestClient, db: Database, blobs: BlobStore, seeded: Seeded) -> None:
         self.client = client
         self.db = db
+        self.blobs = blobs
         self.seeded = seeded
 
 
@@ -50,7 +53,7 @@ async def env(tmp_path) -> AsyncIterator[Env]:
     client = TestClient(TestServer(hub_like_app(db, blobs)))
     await client.start_server()
     try:
-        yield Env(client, db, seeded)
+        yield Env(client, db, blobs, seeded)
     finally:
         await client.close()
         await db.close()
@@ -325,8 +328,6 @@ async def test_clerk_downloads_package_bytes_verdict_and_receipt(env: Env) -> No
     assert verdict["recipients"] == [DISTRICT, DISTRICT2, DEPT]
     assert verdict["signature"]["valid"] is True
     assert verdict["electronic"] is True
-    import hashlib
-
     assert verdict["sha256"] == hashlib.sha256(body).hexdigest()
     receipt = await env.client.get(f"/ui/dispatches/{pid}/receipt.xml")
     assert (await receipt.read()).startswith(b"<HubReceipt>")
@@ -358,7 +359,12 @@ async def test_auditor_sees_metadata_of_all_but_not_package_bytes(env: Env) -> N
 
 async def test_admin_downloads_and_lists_users(env: Env) -> None:
     await sign_in(env.client, "quantri")
-    assert (await env.client.get(f"/ui/dispatches/{env.seeded.other_district}/package")).status == 200
+    # this package's bytes are kept in the database (a small body), not in the blob store
+    response = await env.client.get(f"/ui/dispatches/{env.seeded.other_district}/package")
+    assert response.status == 200
+    body = await response.read()
+    assert b"99/UBND-TC" in body
+    assert not env.blobs.path_of(hashlib.sha256(body).hexdigest()).exists()
     text = await (await env.client.get("/ui/users")).text()
     for name in ("vanthu.tanbien", "vanthu.tanchau", "kiemtra", "quantri"):
         assert name in text

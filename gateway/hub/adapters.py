@@ -72,9 +72,12 @@ class StoreRepository:
         holidays: Callable[[], HolidaysLike] = lambda: None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         directory: Callable[[], Directory | None] = lambda: None,
+        inline_body_max: int = 1 << 20,
     ) -> None:
         self.db = db
         self.blobs = blobs
+        self.inline_body_max = inline_body_max
+        """Bodies held in memory up to this size are kept in the database (:class:`PackageBody`)."""
         self.holidays = holidays
         self.directory = directory
         self.clock = clock
@@ -129,9 +132,11 @@ class StoreRepository:
     ) -> tuple[StoredPackage, bool]:
         record = replace(verdict.record, content_type=content_type)
         sha = record.sha256
-        # The bytes first, durably: a row never points at nothing (an unreferenced blob is harmless).
-        if verdict.blob_stored:
-            created_blob = verdict.blob_created
+        inline = body is not None and body_path is None and len(body) <= self.inline_body_max
+        # A small body is written with its rows, in their transaction. Otherwise the bytes first, as a
+        # blob, durably: a row never points at nothing (an unreferenced blob is harmless).
+        if inline:
+            created_blob = False
         elif body_path is not None:
             created_blob = await self.blobs.adopt(body_path, sha)
         elif await self.blobs.exists(sha):
@@ -141,7 +146,12 @@ class StoreRepository:
             if info.sha256 != sha:  # pragma: no cover - the spool hashed the same bytes
                 raise AssertionError("the body changed between hashing and storing")
             created_blob = True
-        item = store.IngestItem(record=record, receipt=verdict.receipt_xml, received_at=received_at)
+        item = store.IngestItem(
+            record=record,
+            receipt=verdict.receipt_xml,
+            received_at=received_at,
+            body=body if inline else None,
+        )
         try:
             result = await self._group_commit(item)
         except Exception as exc:
@@ -208,8 +218,11 @@ class StoreRepository:
                 levels[organ_id] = agency.level
         return levels
 
-    async def open_package(self, package_id: str) -> Path:
-        """The file holding the package bytes (for ``sendfile``)."""
+    async def package_bytes(self, package_id: str) -> bytes | Path:
+        """The package's bytes: from the database (a small body), else the blob file (for ``sendfile``)."""
+        data = await store.package_body(self.db, package_id)
+        if data is not None:
+            return data
         path = self.blobs.path_of(package_id)
         if not await asyncio.to_thread(path.is_file):
             raise NotFound("resource.not_found", "the package bytes are missing")
@@ -470,6 +483,7 @@ async def open_repository(
             holidays=holidays,
             clock=clock or (lambda: dt.datetime.now(dt.UTC)),
             directory=directory,
+            inline_body_max=config.inline_body_max,
         )
     finally:
         await db.close()

@@ -60,6 +60,8 @@ class HubConfig:
     """Seconds between checks of the trust folder and directory file for changes (0: SIGHUP only)."""
     long_poll_max: float = 30.0
     spool_threshold: int = 1 << 20
+    inline_body_max: int = 1 << 20
+    """Bodies held in memory (at most ``spool_threshold``) up to this size are kept in the database."""
     read_timeout: float = 60.0
     """The longest wait for the next piece of a request body (a body that stops arriving: 408)."""
     idle_timeout: float = 30.0
@@ -119,6 +121,7 @@ def hub_config(settings: Any) -> HubConfig:
         port=settings.port,
         web_port=settings.web_port or None,
         max_body=settings.max_body_bytes,
+        inline_body_max=settings.inline_body_max_bytes,
         lenient_legacy=settings.lenient_legacy,
         allow_readable_key_files=settings.allow_readable_key_files,
         xml_max_depth=settings.xml_max_depth,

@@ -38,10 +38,6 @@ class Verdict:
     receipt_xml: bytes = b""
     """The signed hub receipt, prepared in the worker with every recipient ``queued``."""
     verify_seconds: float = 0.0
-    blob_stored: bool = False
-    """The worker already wrote the body to the blob store (an in-memory body, see ``Job.blob_dir``)."""
-    blob_created: bool = False
-    """…and that write created the blob (so a rejection after it must remove it)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,8 +139,9 @@ class Repository(Protocol):
         body: bytes | None,
         received_at: dt.datetime,
     ) -> tuple[StoredPackage, bool]:
-        """Store the bytes (a blob, fsynced) then package, exchanges, inbox items and receipt in one
-        transaction (grouped with concurrent ingests); ``(stored, created)``.
+        """Store package, exchanges, inbox items and receipt in one transaction (grouped with concurrent
+        ingests), with the bytes: a small body held in memory in that transaction, else first as a blob,
+        fsynced; ``(stored, created)``.
 
         The same bytes already stored: ``(existing, False)``. The same ``(sender, DocumentId)`` with other
         bytes: raises ``Conflict("conflict.document_id")``. Unique constraints decide, not process memory.
@@ -155,7 +152,9 @@ class Repository(Protocol):
         """Remove the blob a refused request created, unless a stored package refers to it."""
         ...
 
-    async def open_package(self, package_id: str) -> Path: ...
+    async def package_bytes(self, package_id: str) -> bytes | Path:
+        """The package's bytes, or the file holding them; ``NotFound`` if they are missing."""
+        ...
 
     async def inbox(self, organ_id: str, *, limit: int) -> list[InboxItem]: ...
 

@@ -3,16 +3,16 @@
 The order of checks in :func:`post_package` is the contract (docs/api.md): size (declared, then while
 streaming) → media type → bytes hashed to a spool → a repeat of stored bytes answers the stored receipt →
 verification in the pool (signature, trust, fields) → sender binding to the mTLS identity → every
-recipient in the directory → one committed transaction → 202 with the signed receipt. Any failure removes
-the spool, and the blob a worker wrote for a body it verified (small bodies are written to the blob store
-in the pool, not in the event-loop process): nothing is stored from a rejected request.
+recipient in the directory → one committed transaction → 202 with the signed receipt. A small body is
+written in that transaction (docs/storage.md); any failure removes the spool: nothing is stored from a
+rejected request.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.errors import AuthError, DirectoryError, GatewayError, NotFound, UnsupportedMediaType
+from gateway.errors import AuthError, DirectoryError, NotFound, UnsupportedMediaType
 from gateway.hub import body, worker
 from gateway.hub.app import HUB, Hub
 from gateway.hub.identity import Caller, may_act_for
@@ -124,8 +124,6 @@ async def post_package(request: web.Request) -> web.Response:
                 path=str(spool.path) if spool.path else None,
                 sha256=spool.sha256,
                 size=spool.size,
-                # A body held in memory is written to the blob store by the worker once it verifies.
-                blob_dir=str(hub.config.blob_dir) if spool.data is not None else None,
             )
         else:
             job = hub.job(
@@ -138,13 +136,8 @@ async def post_package(request: web.Request) -> web.Response:
             )
         verdict = await hub.run(worker.verify_document, job)
         hub.metrics.observe_verification(verdict.verify_seconds)
-        try:
-            _check_sender(hub, caller, verdict.sender)
-            _check_recipients(hub, verdict.recipients)
-        except GatewayError:
-            if verdict.blob_created:
-                await hub.repo.discard_blob(spool.sha256)
-            raise
+        _check_sender(hub, caller, verdict.sender)
+        _check_recipients(hub, verdict.recipients)
         stored, created = await hub.repo.ingest(
             verdict=verdict,
             content_type=request.headers.get("Content-Type", "application/edxml+xml"),
@@ -175,17 +168,16 @@ async def _visible_package(request: web.Request) -> tuple[Hub, StoredPackage]:
 @routes.get("/v1/packages/{package_id}")
 async def get_package(request: web.Request) -> web.StreamResponse:
     hub, stored = await _visible_package(request)
-    path = await hub.repo.open_package(stored.package_id)
-    ctype = stored.content_type
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": ctype,
-            "X-Package-Sha256": stored.package_id,
-            "X-Document-Id": stored.document_id,
-            "ETag": f'"{stored.package_id}"',
-        },
-    )
+    data = await hub.repo.package_bytes(stored.package_id)
+    headers = {
+        "Content-Type": stored.content_type,
+        "X-Package-Sha256": stored.package_id,
+        "X-Document-Id": stored.document_id,
+        "ETag": f'"{stored.package_id}"',
+    }
+    if isinstance(data, bytes):
+        return web.Response(body=data, headers=headers)
+    return web.FileResponse(data, headers=headers)
 
 
 @routes.get("/v1/packages/{package_id}/receipt")

@@ -13,12 +13,10 @@ with its code and extra fields, see ``GatewayError.__reduce__``).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,6 @@ from typing import Any
 from gateway.errors import GatewayError, SignatureError, TrustError
 from gateway.hub import receipts
 from gateway.hub.ports import StatusVerdict, Verdict
-from gateway.store.blobs import BlobStore
 from gateway.store.packages import PackageRecord
 
 
@@ -46,9 +43,6 @@ class Job:
     xml_max_bytes: int = 100 * 1024 * 1024
     xml_max_depth: int = 64
     xml_max_text_bytes: int = 100 * 1024 * 1024
-    blob_dir: str | None = None
-    """Where to store ``data`` once it verifies (a small body held in memory): the write and its two
-    fsyncs then happen here, in the pool, instead of in threads of the hub's event-loop process."""
 
     @property
     def limits(self) -> Any:
@@ -68,7 +62,6 @@ class _ProcessState:
     trust: Any = None
     signer: Any = None
     hub_name: str = "hub"
-    io: ThreadPoolExecutor | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -158,35 +151,7 @@ def _lenient(exc: GatewayError, job: Job, data: bytes, attachments: Any) -> Any:
 
 
 def verify_document(job: Job) -> Verdict:
-    """Verify a document package; return its verdict with a signed receipt (recipients ``queued``).
-
-    With ``job.blob_dir``, the body is staged (written and fsynced) in a thread while it is verified, and
-    published to the blob store once it verifies: the fsync's wait overlaps the verification's CPU.
-    """
-    blobs = BlobStore(job.blob_dir) if job.blob_dir is not None and job.data is not None else None
-    staging: Future[Path] | None = None
-    if blobs is not None and not blobs.path_of(job.sha256).is_file():
-        staging = _io().submit(blobs.stage_bytes, job.data or b"", job.sha256)
-    try:
-        verdict = _verify_document(job)
-    except BaseException:
-        if staging is not None:
-            with contextlib.suppress(Exception):
-                staging.result().unlink(missing_ok=True)
-        raise
-    if blobs is None:
-        return verdict
-    created = staging is not None and blobs.publish_sync(staging.result(), job.sha256, synced=True)
-    return dataclasses.replace(verdict, blob_stored=True, blob_created=created)
-
-
-def _io() -> ThreadPoolExecutor:
-    if _STATE.io is None:
-        _STATE.io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-stage")
-    return _STATE.io
-
-
-def _verify_document(job: Job) -> Verdict:
+    """Verify a document package; return its verdict with a signed receipt (recipients ``queued``)."""
     from gateway import verification
     from gateway.edxml.model import AttachmentDigest, DocumentPackage
 

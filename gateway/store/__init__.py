@@ -41,6 +41,7 @@ from gateway.store.packages import (
     ingest_package,
     ingest_packages,
     list_inbox,
+    package_body,
 )
 from gateway.store.paper import PaperRecord, add_paper_dispatch, add_paper_dispatches
 from gateway.store.statuses import (
@@ -94,6 +95,7 @@ __all__ = [
     "open_database",
     "organs_for_node",
     "overdue_exchanges",
+    "package_body",
     "pin_certificate",
     "register_node",
     "remove_agency",

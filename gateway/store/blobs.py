@@ -91,29 +91,6 @@ class BlobStore:
         assert writer.info is not None
         return writer.info
 
-    def stage_bytes(self, data: bytes, sha256: str) -> Path:
-        """Write a small body whose SHA-256 the caller measured to a temporary file and fsync it, without
-        publishing it (synchronous: for a process that runs no event loop). Publish it with
-        :meth:`publish_sync`, or remove the file.
-
-        The hub's verification worker stages the body it is verifying in a thread, so that the data's
-        fsync overlaps the verification; the bytes are hashed again and must match ``sha256``.
-        """
-        sha256 = _check_sha(sha256)
-        if hashlib.sha256(data).hexdigest() != sha256:
-            raise ValueError("the bytes do not have the SHA-256 the caller measured")
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except BaseException:
-            Path(name).unlink(missing_ok=True)
-            raise
-        return Path(name)
-
     def publish_sync(self, source: Path, sha256: str, *, synced: bool = False) -> bool:
         """Move a file holding the blob ``sha256`` into place durably: fsync it (unless ``synced``), rename
         it, fsync the folder. The file is consumed. True if this call created the blob (False: the same

@@ -195,6 +195,21 @@ class PackageRecipient(HubModel, table=True):
     position: int = Field(default=0, sa_type=Integer)
 
 
+class PackageBody(HubModel, table=True):
+    """The exact bytes of a small package, kept in the database with its rows (docs/storage.md).
+
+    A body the hub held in memory (up to ``inline_body_max_bytes``) is written in the same transaction
+    as its package: the commit that makes the package durable makes its bytes durable too, with no file,
+    rename or fsync of its own. Larger bodies are content-addressed files in the blob store; a package
+    has a row here or a blob there, never both.
+    """
+
+    __tablename__: ClassVar[Any] = "package_body"
+
+    package_id: int = Field(primary_key=True, sa_type=BigId, foreign_key="package.id", ondelete="CASCADE")
+    data: bytes = Field(sa_type=LargeBinary)
+
+
 class PackageAttachment(HubModel, table=True):
     """An attachment of a package, stored as a content-addressed blob."""
 

@@ -40,6 +40,7 @@ from gateway.store.models import (
     InboxItem,
     Package,
     PackageAttachment,
+    PackageBody,
     PackageRecipient,
     StatusEvent,
     StatusMessage,
@@ -282,6 +283,7 @@ async def ingest_package(
     receipt: bytes,
     received_at: dt.datetime,
     holidays: HolidaysLike = None,
+    body: bytes | None = None,
 ) -> IngestResult:
     """Store a verified package in one transaction and route it; idempotent by the bytes' SHA-256.
 
@@ -293,7 +295,8 @@ async def ingest_package(
     does not block the request to the others.
 
     ``receipt`` is the hub receipt built for this ingest; if the bytes were stored before, the stored
-    receipt is returned instead (see :attr:`IngestResult.receipt`).
+    receipt is returned instead (see :attr:`IngestResult.receipt`). ``body``: the package's bytes, to keep
+    in the database with it (:class:`~gateway.store.models.PackageBody`); None when they are a blob.
     """
     _validate(record)
     async with db.read() as session:
@@ -305,7 +308,8 @@ async def ingest_package(
             stored = await _existing(session, record)
             if stored is not None:
                 return IngestResult(package=stored, created=False)
-            return await _insert(session, record, receipt=receipt, received_at=received_at, holidays=holidays)
+            item = IngestItem(record=record, receipt=receipt, received_at=received_at, body=body)
+            return await _insert(session, item, holidays=holidays)
     except IntegrityError:
         # A concurrent ingest (another hub process) committed first: report what it stored.
         async with db.read() as session:
@@ -315,6 +319,13 @@ async def ingest_package(
         return IngestResult(package=stored, created=False)
 
 
+async def package_body(db: Database, sha256: str) -> bytes | None:
+    """The bytes of package ``sha256`` if the database keeps them (a small body), else None: they are
+    then the blob of that name, or the package does not exist."""
+    async with db.read() as session:
+        return (await session.execute(_BODY, {"sha256": sha256})).scalar_one_or_none()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IngestItem:
     """One package for :func:`ingest_packages`: the arguments :func:`ingest_package` takes."""
@@ -322,6 +333,8 @@ class IngestItem:
     record: PackageRecord
     receipt: bytes
     received_at: dt.datetime
+    body: bytes | None = None
+    """The exact bytes, kept in the database with the package (a small body), or None (a blob)."""
 
 
 async def ingest_packages(
@@ -371,15 +384,7 @@ async def ingest_packages(
                     _store_documents, items, todo, results, holidays=holidays, levels=levels
                 )
                 for i in plan.requests:
-                    item = items[i]
-                    results[i] = await _insert(
-                        session,
-                        item.record,
-                        receipt=item.receipt,
-                        received_at=item.received_at,
-                        holidays=holidays,
-                        levels=plan.levels,
-                    )
+                    results[i] = await _insert(session, items[i], holidays=holidays, levels=plan.levels)
         for i, first in plan.twins:
             results[i] = IngestResult(package=results[first].package, created=False)  # type: ignore[union-attr]
     except (IntegrityError, GatewayError, DBAPIError) as exc:
@@ -389,7 +394,12 @@ async def ingest_packages(
             item = items[i]
             try:
                 results[i] = await ingest_package(
-                    db, item.record, receipt=item.receipt, received_at=item.received_at, holidays=holidays
+                    db,
+                    item.record,
+                    receipt=item.receipt,
+                    received_at=item.received_at,
+                    holidays=holidays,
+                    body=item.body,
                 )
             except GatewayError as exc:
                 results[i] = exc
@@ -413,6 +423,12 @@ _INSERT_RECIPIENTS = insert(PackageRecipient.__table__)  # type: ignore[attr-def
 _INSERT_ATTACHMENTS = insert(PackageAttachment.__table__)  # type: ignore[attr-defined]
 _INSERT_EXCHANGES = insert(Exchange.__table__)  # type: ignore[attr-defined]
 _INSERT_INBOX = insert(InboxItem.__table__)  # type: ignore[attr-defined]
+_INSERT_BODIES = insert(PackageBody.__table__)  # type: ignore[attr-defined]
+_BODY = (
+    select(PackageBody.data)
+    .join(Package, Package.id == PackageBody.package_id)  # type: ignore[arg-type]
+    .where(Package.sha256 == bindparam("sha256"))
+)
 _LEVELS = select(Agency.organ_id, Agency.level).where(
     Agency.organ_id.in_(bindparam("organ_ids", expanding=True))  # type: ignore[attr-defined]
 )
@@ -551,6 +567,13 @@ def _insert_children(session: Session, rows: Sequence[tuple[int, PackageRecord]]
         session.execute(_INSERT_ATTACHMENTS, attachments)
 
 
+def _insert_bodies(session: Session, rows: Sequence[tuple[int, bytes | None]]) -> None:
+    """The bytes of the packages that keep them in the database (see :class:`PackageBody`)."""
+    bodies = [{"package_id": pid, "data": data} for pid, data in rows if data is not None]
+    if bodies:
+        session.execute(_INSERT_BODIES, bodies)
+
+
 def _insert_inbox(
     session: Session, rows: Sequence[tuple[int, PackageRecord]], received_at: Sequence[dt.datetime]
 ) -> None:
@@ -612,6 +635,7 @@ def _insert_documents(
         ]
     session.execute(_INSERT_EXCHANGES, exchanges)
     _insert_inbox(session, pairs, [i.received_at for i in items])
+    _insert_bodies(session, [(pid, item.body) for pid, item in zip(ids, items, strict=True)])
     return [
         IngestResult(package=Package.model_construct(id=pid, **row), created=True)
         for pid, row in zip(ids, rows, strict=True)
@@ -620,25 +644,24 @@ def _insert_documents(
 
 async def _insert(
     session: AsyncSession,
-    record: PackageRecord,
+    item: IngestItem,
     *,
-    receipt: bytes,
-    received_at: dt.datetime,
     holidays: HolidaysLike,
     levels: Mapping[str, str | None] | None = None,
 ) -> IngestResult:
+    record, received_at = item.record, item.received_at
     if levels is None:
         levels = await _levels(session, {record.sender, *record.recipients})
     if record.bussiness_doc_type == 0:
-        item = IngestItem(record=record, receipt=receipt, received_at=received_at)
         documents = await session.run_sync(_insert_documents, [item], holidays=holidays, levels=levels)
         return documents[0]
     # A recall/update/replacement: an ORM object, since applying the request fills its target fields.
-    package = Package(**_package_row(record, receipt=receipt, received_at=received_at))
+    package = Package(**_package_row(record, receipt=item.receipt, received_at=received_at))
     session.add(package)
     await session.flush()
     assert package.id is not None
     await session.run_sync(_insert_children, [(package.id, record)])
+    await session.run_sync(_insert_bodies, [(package.id, item.body)])
     requests = await _make_requests(session, package, record, received_at=received_at)
     await session.run_sync(_insert_inbox, [(package.id, record)], [received_at])
     return IngestResult(package=package, created=True, requests=requests)

@@ -29,7 +29,7 @@ from gateway.errors import NotFound, RequestError
 from gateway.rate import BUCKETS, Bucket, RateRow, Series, level_label, parse_level_pair, total_row
 from gateway.store.accounts import WebUser, list_users
 from gateway.store.dispatches import packages_by_ids, search_dispatches
-from gateway.store.packages import PackageDetail, get_package
+from gateway.store.packages import PackageDetail, get_package, package_body
 from gateway.store.statuses import overdue_exchanges, timeline
 from gateway.web import auth, charts, i18n
 from gateway.web.app import WEB, WebContext
@@ -372,21 +372,23 @@ async def receipt(request: web.Request) -> web.StreamResponse:
 async def package_bytes(request: web.Request) -> web.StreamResponse:
     """The exact bytes the sender sent (parties and administrators only; auditors get 403)."""
     detail = await _visible(request)
-    path = _ctx(request).blobs.path_of(detail.package.blob_sha256)
-    if not path.is_file():
+    ctx = _ctx(request)
+    data = await package_body(ctx.db, detail.package.sha256)  # a small body is kept in the database
+    path = ctx.blobs.path_of(detail.package.blob_sha256)
+    if data is None and not path.is_file():
         raise web.HTTPNotFound()
     single = detail.package.form == "single"
     # The Content-Type the bytes arrived with, when the store keeps it (a multipart body needs its boundary).
     stored_type = getattr(detail.package, "content_type", None)
     fallback = "application/edxml+xml" if single else "application/octet-stream"
     name = f"{_file_stem(detail)}.{'edxml' if single else 'mime'}"
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": stored_type or fallback,
-            "Content-Disposition": f'attachment; filename="{name}"',
-        },
-    )
+    headers = {
+        "Content-Type": stored_type or fallback,
+        "Content-Disposition": f'attachment; filename="{name}"',
+    }
+    if data is not None:
+        return web.Response(body=data, headers=headers)
+    return web.FileResponse(path, headers=headers)
 
 
 @routes.get("/overdue", name="overdue")
