@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from hub_helpers import COMMUNE, DISTRICT, PROVINCE, VN, Client, client_context
-from node_helpers import CLI, REPO, Exchange, NodeDir, fresh_number, hub_blob, start_exchange
+from node_helpers import CLI, REPO, Exchange, NodeDir, forge_hub_copy, fresh_number, start_exchange
 
 NOTATION = "UBND-VP"
 
@@ -311,11 +311,8 @@ def test_a_package_tampered_on_the_hub_is_refused_with_02_and_the_reason(ex: Exc
     province, commune = ex.nodes[PROVINCE], ex.nodes[COMMUNE]
     document = send(province, COMMUNE, subject="Nội dung gốc")
     package_id = next(r for r in province.json("node", "outbox") if r["document_id"] == document)["sha256"]
-    # The hub serves a package from its blob folder; change the bytes there, after the hub verified them.
-    reply = Client(ex.config.port, client_context(ex.files, COMMUNE)).get(f"/v1/packages/{package_id}")
-    blob = hub_blob(ex.config, package_id)
-    blob.parent.mkdir(parents=True, exist_ok=True)
-    blob.write_bytes(reply.body.replace("Nội dung gốc".encode(), "Nội dung giả".encode()))
+    # Change the bytes where the hub keeps them (its database, for a small package), after it verified them.
+    forge_hub_copy(ex.config, package_id, "Nội dung gốc".encode(), "Nội dung giả".encode())
 
     commune.cli("node", "run", "--once")
     received = next(d for d in commune.json("node", "inbox")["documents"] if d["document_id"] == document)

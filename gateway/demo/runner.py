@@ -470,32 +470,48 @@ class Demo:
 
     async def _tampered(self, d: sc.Dated) -> None:
         """The recipient's node is down for maintenance while the package waits on the hub; meanwhile
-        someone with access to the hub's disk changes the amount in the subject. The node comes back,
+        someone with access to the hub's storage changes the amount in the subject. The node comes back,
         verifies the package itself and refuses it (02) with the signature's reason."""
         (recipient,) = d.plan.recipients
         self.children.stop(f"node-{recipient}")
         row = await self._send(d)
-        blob = self._hub_blob(row.sha256)
-        original = blob.read_bytes()
-        forged = original.replace("1.200 triệu".encode(), "9.200 triệu".encode())
-        if forged == original:
-            raise DemoError(f"the subject of {d.document_id} is not in the stored bytes {blob}")
-        blob.chmod(0o644)
-        blob.write_bytes(forged)
+        await asyncio.to_thread(
+            self._forge_hub_copy, row.sha256, "1.200 triệu".encode(), "9.200 triệu".encode()
+        )
         self.children.start(f"node-{recipient}", self._node_argv(recipient))  # main thread: see Children
         rows = await self._until(d, "refusal (02) of the tampered package",
                                  lambda rows: rows[recipient]["state"] == "refused")  # fmt: skip
         reason = rows[recipient]["events"][-1].get("description") or ""
         self.say(
-            f"{d.code}: its bytes altered on the hub's disk (1.200 → 9.200 triệu); "
+            f"{d.code}: its bytes altered in the hub's storage (1.200 → 9.200 triệu); "
             f"{sc.BY_ID[recipient].short}'s node refused it: {reason.split(':')[0]}"
         )
 
-    def _hub_blob(self, package_id: str) -> Path:
+    def _forge_hub_copy(self, package_id: str, old: bytes, new: bytes) -> None:
+        """Replace ``old`` by ``new`` in the hub's stored copy of a package, where the hub keeps it: its
+        database for a small body (``package_body``), else the blob file."""
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(self.hub_dir / "gateway.db", timeout=30)) as conn, conn:
+            row = conn.execute(
+                "SELECT b.package_id, b.data FROM package_body b JOIN package p ON p.id = b.package_id"
+                " WHERE p.sha256 = ?",
+                (package_id,),
+            ).fetchone()
+            if row is not None:
+                forged = bytes(row[1]).replace(old, new)
+                if forged == row[1]:
+                    raise DemoError(f"{old.decode()!r} is not in the stored bytes of package {package_id}")
+                conn.execute("UPDATE package_body SET data = ? WHERE package_id = ?", (forged, row[0]))
+                return
         found = [p for p in self.hub_dir.rglob(package_id) if p.is_file()]
         if not found:
-            raise DemoError(f"the hub's copy of package {package_id} is not a file under {self.hub_dir}")
-        return found[0]
+            raise DemoError(f"the hub holds no copy of package {package_id} under {self.hub_dir}")
+        original = found[0].read_bytes()
+        if old not in original:
+            raise DemoError(f"{old.decode()!r} is not in the stored bytes {found[0]}")
+        found[0].chmod(0o644)
+        found[0].write_bytes(original.replace(old, new))
 
     async def _revoked(self, d: sc.Dated) -> None:
         """An old signing token of Sở Tài chính is reported lost: its certificate is revoked; a clerk

@@ -2,7 +2,7 @@
 
 Revision ID: 0005_body
 Revises: 0004_rate
-Create Date: 2026-11-24
+Create Date: 2026-11-22
 
 ``package_body`` holds the exact bytes of a package the hub held in memory (up to
 ``inline_body_max_bytes``, default 1 MiB). Writing them in the package's own transaction makes them
