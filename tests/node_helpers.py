@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -184,30 +183,6 @@ def write_hub_toml(config: HubConfig, path: Path) -> Path:
         "[hub]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()), encoding="utf-8"
     )
     return path
-
-
-def forge_hub_copy(config: HubConfig, package_id: str, old: bytes, new: bytes) -> None:
-    """Replace ``old`` by ``new`` in the bytes the hub serves for a package, where it keeps them: its
-    SQLite database for a small body (``package_body``), else the blob file."""
-    import sqlite3
-
-    path = config.database_url.split(":///", 1)[1]
-    with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn, conn:
-        row = conn.execute(
-            "SELECT b.package_id, b.data FROM package_body b JOIN package p ON p.id = b.package_id"
-            " WHERE p.sha256 = ?",
-            (package_id,),
-        ).fetchone()
-        if row is not None:
-            assert old in row[1]
-            conn.execute(
-                "UPDATE package_body SET data = ? WHERE package_id = ?",
-                (bytes(row[1]).replace(old, new), row[0]),
-            )
-            return
-    (blob,) = [p for p in config.data_dir.rglob(package_id) if p.is_file()]
-    assert old in blob.read_bytes()
-    blob.write_bytes(blob.read_bytes().replace(old, new))
 
 
 def start_exchange(root: Path, organ_ids: tuple[str, ...], **node_extra: Any) -> Exchange:

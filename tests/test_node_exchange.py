@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 from hub_helpers import COMMUNE, DISTRICT, PROVINCE, VN, Client, client_context
-from node_helpers import CLI, REPO, Exchange, NodeDir, forge_hub_copy, fresh_number, start_exchange
+from node_helpers import CLI, REPO, Exchange, NodeDir, fresh_number, start_exchange
+
+from gateway.demo.runner import forge_hub_copy
 
 NOTATION = "UBND-VP"
 
@@ -312,7 +314,8 @@ def test_a_package_tampered_on_the_hub_is_refused_with_02_and_the_reason(ex: Exc
     document = send(province, COMMUNE, subject="Nội dung gốc")
     package_id = next(r for r in province.json("node", "outbox") if r["document_id"] == document)["sha256"]
     # Change the bytes where the hub keeps them (its database, for a small package), after it verified them.
-    forge_hub_copy(ex.config, package_id, "Nội dung gốc".encode(), "Nội dung giả".encode())
+    database = Path(ex.config.database_url.split(":///", 1)[1])
+    forge_hub_copy(database, ex.config.data_dir, package_id, "Nội dung gốc".encode(), "Nội dung giả".encode())
 
     commune.cli("node", "run", "--once")
     received = next(d for d in commune.json("node", "inbox")["documents"] if d["document_id"] == document)

@@ -476,7 +476,12 @@ class Demo:
         self.children.stop(f"node-{recipient}")
         row = await self._send(d)
         await asyncio.to_thread(
-            self._forge_hub_copy, row.sha256, "1.200 triệu".encode(), "9.200 triệu".encode()
+            forge_hub_copy,
+            self.hub_dir / "gateway.db",
+            self.hub_dir,
+            row.sha256,
+            "1.200 triệu".encode(),
+            "9.200 triệu".encode(),
         )
         self.children.start(f"node-{recipient}", self._node_argv(recipient))  # main thread: see Children
         rows = await self._until(d, "refusal (02) of the tampered package",
@@ -486,32 +491,6 @@ class Demo:
             f"{d.code}: its bytes altered in the hub's storage (1.200 → 9.200 triệu); "
             f"{sc.BY_ID[recipient].short}'s node refused it: {reason.split(':')[0]}"
         )
-
-    def _forge_hub_copy(self, package_id: str, old: bytes, new: bytes) -> None:
-        """Replace ``old`` by ``new`` in the hub's stored copy of a package, where the hub keeps it: its
-        database for a small body (``package_body``), else the blob file."""
-        import sqlite3
-
-        with contextlib.closing(sqlite3.connect(self.hub_dir / "gateway.db", timeout=30)) as conn, conn:
-            row = conn.execute(
-                "SELECT b.package_id, b.data FROM package_body b JOIN package p ON p.id = b.package_id"
-                " WHERE p.sha256 = ?",
-                (package_id,),
-            ).fetchone()
-            if row is not None:
-                forged = bytes(row[1]).replace(old, new)
-                if forged == row[1]:
-                    raise DemoError(f"{old.decode()!r} is not in the stored bytes of package {package_id}")
-                conn.execute("UPDATE package_body SET data = ? WHERE package_id = ?", (forged, row[0]))
-                return
-        found = [p for p in self.hub_dir.rglob(package_id) if p.is_file()]
-        if not found:
-            raise DemoError(f"the hub holds no copy of package {package_id} under {self.hub_dir}")
-        original = found[0].read_bytes()
-        if old not in original:
-            raise DemoError(f"{old.decode()!r} is not in the stored bytes {found[0]}")
-        found[0].chmod(0o644)
-        found[0].write_bytes(original.replace(old, new))
 
     async def _revoked(self, d: sc.Dated) -> None:
         """An old signing token of Sở Tài chính is reported lost: its certificate is revoked; a clerk
@@ -759,3 +738,31 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     return Demo(options, console).run()
+
+
+def forge_hub_copy(database: Path, data_dir: Path, package_id: str, old: bytes, new: bytes) -> None:
+    """Replace ``old`` by ``new`` in a hub's stored copy of a package, where the hub keeps it: its SQLite
+    ``database`` for a small body (``package_body``), else the blob file under ``data_dir``. What someone
+    with access to the hub's storage could do; the recipient's own verification must catch it."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as conn, conn:
+        row = conn.execute(
+            "SELECT b.package_id, b.data FROM package_body b JOIN package p ON p.id = b.package_id"
+            " WHERE p.sha256 = ?",
+            (package_id,),
+        ).fetchone()
+        if row is not None:
+            forged = bytes(row[1]).replace(old, new)
+            if forged == row[1]:
+                raise DemoError(f"{old.decode()!r} is not in the stored bytes of package {package_id}")
+            conn.execute("UPDATE package_body SET data = ? WHERE package_id = ?", (forged, row[0]))
+            return
+    found = [p for p in data_dir.rglob(package_id) if p.is_file()]
+    if not found:
+        raise DemoError(f"the hub holds no copy of package {package_id} under {data_dir}")
+    original = found[0].read_bytes()
+    if old not in original:
+        raise DemoError(f"{old.decode()!r} is not in the stored bytes {found[0]}")
+    found[0].chmod(0o644)
+    found[0].write_bytes(original.replace(old, new))

@@ -156,11 +156,11 @@ class StoreRepository:
             result = await self._group_commit(item)
         except Exception as exc:
             if created_blob:
-                await self.discard_blob(sha, conflict=isinstance(exc, Conflict))
+                await self._discard_blob(sha, conflict=isinstance(exc, Conflict))
             raise
         return self._stored(result.package, record.recipients), result.created
 
-    async def discard_blob(self, sha256: str, *, conflict: bool = False) -> None:
+    async def _discard_blob(self, sha256: str, *, conflict: bool = False) -> None:
         """Remove a blob a refused request created (a refused request stores nothing), unless a package
         stored meanwhile refers to it."""
         if conflict or await self.package(sha256) is None:

@@ -148,10 +148,6 @@ class Repository(Protocol):
         """
         ...
 
-    async def discard_blob(self, sha256: str, *, conflict: bool = False) -> None:
-        """Remove the blob a refused request created, unless a stored package refers to it."""
-        ...
-
     async def package_bytes(self, package_id: str) -> bytes | Path:
         """The package's bytes, or the file holding them; ``NotFound`` if they are missing."""
         ...

@@ -123,12 +123,8 @@ class BlobStore:
         """
         sha256 = _check_sha(sha256)
         source = Path(path)
-
-        def _adopt() -> bool:
-            return self.publish_sync(source, sha256)
-
         try:
-            return await asyncio.to_thread(_adopt)
+            return await asyncio.to_thread(self.publish_sync, source, sha256)
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
