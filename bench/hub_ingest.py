@@ -322,9 +322,14 @@ def _drop_pg_database(url: str) -> None:
 
 
 def _children(pid: int) -> list[int]:
+    """The child processes of ``pid``, whichever of its threads started them (the verification pool's
+    workers are started from a helper thread, not to block the event loop)."""
+    out: list[int] = []
     with contextlib.suppress(OSError):
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    return []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                out += [int(c) for c in (task / "children").read_text().split()]
+    return out
 
 
 def cpu_shares(pid: int, *, workers: int, database_url: str) -> Any:

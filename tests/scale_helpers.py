@@ -242,8 +242,10 @@ class HubServe:
         while todo:
             pid = todo.pop()
             out.append(pid)
-            with contextlib.suppress(OSError):
-                todo += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+            with contextlib.suppress(OSError):  # every thread's children: the pool starts from one
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    with contextlib.suppress(OSError):
+                        todo += [int(c) for c in (task / "children").read_text().split()]
         return out
 
     def kill(self) -> None:

@@ -8,6 +8,7 @@ database and the blob folder exactly as they were.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -567,6 +568,33 @@ def test_sighup_forces_a_reload_and_the_hub_keeps_serving(env: Env) -> None:
     env.hub.signal(signal.SIGHUP)
     time.sleep(0.5)
     assert env.client(PROVINCE).get("/readyz").status == 200
+
+
+def _pool_workers(hub: HubProcess) -> set[int]:
+    """The verification workers: the hub process's spawned children (not multiprocessing's resource
+    tracker), started from any of its threads."""
+    out: set[int] = set()
+    for task in Path(f"/proc/{hub.proc.pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    out.add(int(child))
+    return out
+
+
+def test_a_killed_verification_worker_is_replaced_and_the_hub_keeps_serving(env: Env) -> None:
+    """The OOM killer takes a verification worker: the hub logs it, starts another, and every package
+    sent afterwards is verified and accepted."""
+    before = _pool_workers(env.hub)
+    assert len(before) == env.config.verify_processes
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while not (victim not in _pool_workers(env.hub) and len(_pool_workers(env.hub)) == len(before)):
+        assert time.monotonic() < deadline, "the dead worker was not replaced"
+        time.sleep(0.05)
+    assert [send(env)[2].status for _ in range(2 * len(before))] == [202] * (2 * len(before))
+    assert f"verification worker {victim} died" in env.hub.log.read_text()
 
 
 def test_receipt_xml_is_namespaced_and_signed_last(env: Env) -> None:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
 import os
 import ssl
 import subprocess
-from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 from hub_helpers import hub_config, verify_hub_signed, write_config_toml, write_hub_files
 from pki_fixtures import build_pki
 
-from gateway.errors import ConfigError, Conflict
+from gateway.errors import ConfigError
 from gateway.hub import receipts
 from gateway.hub.config import load_config
 from gateway.hub.metrics import Metrics
@@ -123,25 +121,6 @@ def test_config_file_and_environment(tmp_path, monkeypatch) -> None:
     path.write_text(path.read_text() + "bogus = 1\n")
     with pytest.raises(ConfigError, match="bogus"):
         load_config(path)
-
-
-def test_a_gateway_error_with_extra_fields_crosses_a_process_pool() -> None:
-    """The verification pool raises GatewayErrors as they are; they come back whole (code, detail, extra)."""
-    with (
-        ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool,
-        pytest.raises(Conflict) as info,
-    ):
-        pool.submit(_raise_conflict).result()
-    assert (info.value.code, info.value.detail, info.value.extra) == (
-        "conflict.document_id",
-        "taken",
-        {"document_id": "X", "ids": [1, 2]},
-    )
-    assert info.value.status == 409
-
-
-def _raise_conflict() -> None:
-    raise Conflict("conflict.document_id", "taken", document_id="X", ids=[1, 2])
 
 
 @pytest.mark.parametrize(("setting", "expected"), [("uvloop", "uvloop"), ("asyncio", "asyncio")])

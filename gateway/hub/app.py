@@ -16,11 +16,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import multiprocessing
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -31,6 +28,7 @@ from gateway.hub import worker
 from gateway.hub.config import HubConfig, hub_config
 from gateway.hub.identity import Caller, IdentityCache, peer_certificate
 from gateway.hub.metrics import Metrics
+from gateway.hub.pool import VerifyPool
 from gateway.hub.ports import Repository
 from gateway.hub.problems import make_problem_middleware
 from gateway.hub.runtime import Runtime
@@ -54,7 +52,7 @@ class Hub:
     clock: Clock
     runtime: Runtime
     repo: Repository
-    pool: ProcessPoolExecutor
+    pool: VerifyPool
     metrics: Metrics
     identities: IdentityCache = field(default_factory=IdentityCache)
     hub_fingerprint: str = ""
@@ -64,17 +62,10 @@ class Hub:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` in the verification pool; a GatewayError raised there is raised here.
 
-        A pool whose process died (killed by the OOM killer, a crash in a C library) is replaced, and
-        the request fails with a 500 that leaks nothing; the next request gets a fresh pool.
+        A worker that died (killed by the OOM killer, a crash in a C library) fails the jobs it held
+        with a 500 that leaks nothing, and the pool starts a new one (:mod:`gateway.hub.pool`).
         """
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self.pool, fn, *args)
-        except BrokenProcessPool:
-            log.error("the verification pool broke; starting a new one")
-            old, self.pool = self.pool, make_pool(self.config)
-            old.shutdown(wait=False, cancel_futures=True)
-            raise
+        return await self.pool.run(fn, *args)
 
     async def caller(self, request: web.Request) -> Caller:
         """The authenticated caller, with node identities from the database merged in."""
@@ -140,7 +131,7 @@ CONFIG = web.AppKey("config", HubConfig)
 CLOCK = web.AppKey("clock", Callable[[], dt.datetime])  # type: ignore[arg-type]
 RUNTIME = web.AppKey("runtime", Runtime)
 REPO = web.AppKey("repo", Repository)  # type: ignore[type-abstract]
-POOL = web.AppKey("pool", ProcessPoolExecutor)
+POOL = web.AppKey("pool", VerifyPool)
 METRICS = web.AppKey("metrics", Metrics)
 
 
@@ -199,30 +190,23 @@ async def _repo_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def make_pool(config: HubConfig) -> ProcessPoolExecutor:
+def make_pool(config: HubConfig) -> VerifyPool:
     """The verification pool: spawned processes (no fork of a running event loop), hub key loaded once."""
-    return ProcessPoolExecutor(
-        max_workers=max(1, config.verify_processes),
-        mp_context=multiprocessing.get_context("spawn"),
+    return VerifyPool(
+        config.verify_processes,
         initializer=worker.init_process,
         initargs=tuple(str(p) for p in config.signing_identity()),
     )
 
 
 async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG]
-    pool = make_pool(config)
+    pool = make_pool(app[CONFIG])
     app[POOL] = pool
-    loop = asyncio.get_running_loop()
     try:
-        await asyncio.gather(
-            *(loop.run_in_executor(pool, worker.warm) for _ in range(max(1, config.verify_processes)))
-        )
+        await pool.start(warm=worker.warm)
         yield
     finally:
-        if HUB in app:
-            pool = app[HUB].pool  # it may have been replaced
-        pool.shutdown(wait=True, cancel_futures=True)
+        await pool.close()
 
 
 async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
