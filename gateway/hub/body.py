@@ -130,9 +130,10 @@ class _Writer:
             self.fh = None
 
 
-SYNC_EVERY = 16 << 20
+SYNC_EVERY = 4 << 20
 """Bytes written between two background ``fdatasync`` calls: the blob must be on disk before the hub
-acknowledges it, and syncing as the body arrives keeps that final sync short."""
+acknowledges it, and syncing as the body arrives keeps that final sync short. With 16 MiB, the sync left
+after the last byte took 13–16 ms of a 100 MB upload's 260 ms; with 4 MiB, 4–6 ms."""
 
 
 async def _hand_off(loop: asyncio.AbstractEventLoop, writer: _Writer, batch: list[bytes]) -> None:
