@@ -37,6 +37,17 @@ def _unpicklable() -> object:
     return lambda: None
 
 
+class _OddError(Exception):
+    """Pickles, but does not unpickle (its constructor wants two arguments)."""
+
+    def __init__(self, a: str, b: str) -> None:
+        super().__init__(f"{a}/{b}")
+
+
+def _raise_odd() -> None:
+    raise _OddError("x", "y")
+
+
 def _broken_initializer() -> None:
     raise RuntimeError("no signing key")
 
@@ -78,6 +89,8 @@ def test_answers_and_errors_come_back_as_raised() -> None:
             assert "_divide" in bug.value.__cause__.text
             with pytest.raises(RuntimeError, match="could not be pickled"):
                 await pool.run(_unpicklable)
+            with pytest.raises(RuntimeError, match="did not unpickle"):
+                await pool.run(_raise_odd)
             assert await pool.run(_echo, 7) == 7  # the worker is still in step after each failure
         finally:
             await pool.close()

@@ -23,7 +23,7 @@ import signal
 import socket
 import struct
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -66,8 +66,9 @@ def _recv_exact(sock: socket.socket, size: int) -> bytearray | None:
     return buf
 
 
-def _answer(fn: Callable[..., Any], args: Sequence[Any]) -> bytes:
+def _answer(job: bytes | bytearray) -> bytes:
     try:
+        fn, args = pickle.loads(job)
         outcome: tuple[bool, Any, str | None] = (True, fn(*args), None)
     except Exception as exc:
         outcome = (False, exc, traceback.format_exc())
@@ -92,8 +93,7 @@ def _serve(sock: socket.socket, initializer: Callable[..., Any] | None, initargs
             payload = _recv_exact(sock, _HEADER.unpack(head)[0])
             if payload is None:
                 return
-            fn, args = pickle.loads(payload)
-            answer = _answer(fn, args)
+            answer = _answer(payload)
             try:
                 sock.sendall(_HEADER.pack(len(answer)) + answer)
             except OSError:  # the hub closed the pool while this job ran
@@ -189,7 +189,14 @@ class VerifyPool:
                 worker.answered += 1
                 if future.done():  # the request went away (cancelled) while its job ran
                     continue
-                ok, value, text = pickle.loads(payload)
+                try:
+                    ok, value, text = pickle.loads(payload)
+                except Exception as exc:  # e.g. an exception class that does not unpickle
+                    ok, value, text = (
+                        False,
+                        RuntimeError(f"the worker's answer did not unpickle: {exc!r}"),
+                        None,
+                    )
                 if ok:
                     future.set_result(value)
                 else:
