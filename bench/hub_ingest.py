@@ -172,8 +172,10 @@ def run_load(port: int, files: Any, who: str, bodies: list[bytes], connections: 
 
 def _rss_tree(pid: int) -> int:
     """Summed RSS (bytes) of ``pid`` and its children (the verification pool)."""
+    from hub_helpers import child_pids
+
     total = 0
-    for p in (pid, *_children(pid)):
+    for p in (pid, *child_pids(pid)):
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -321,24 +323,15 @@ def _drop_pg_database(url: str) -> None:
         print(f"could not drop {target.database} ({exc!r})", file=sys.stderr)
 
 
-def _children(pid: int) -> list[int]:
-    """The child processes of ``pid``, whichever of its threads started them (the verification pool's
-    workers are started from a helper thread, not to block the event loop)."""
-    out: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                out += [int(c) for c in (task / "children").read_text().split()]
-    return out
-
-
 def cpu_shares(pid: int, *, workers: int, database_url: str) -> Any:
     """Who uses the CPU while the load runs: the hub's event-loop process(es), their verification pools,
     PostgreSQL's backends, the load generator (see :class:`bench.scale_out.CpuShares`)."""
+    from hub_helpers import child_pids
+
     from bench.scale_out import CpuShares, _pg_backends
 
-    loops = [pid] if workers == 1 else _children(pid)
-    groups = {"hub event loops": loops, "verify pools": [c for p in loops for c in _children(p)]}
+    loops = [pid] if workers == 1 else child_pids(pid)
+    groups = {"hub event loops": loops, "verify pools": [c for p in loops for c in child_pids(p)]}
     if database_url.startswith("postgresql"):
         groups["postgres"] = _pg_backends(database_url)
     return CpuShares(groups)

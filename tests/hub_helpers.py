@@ -379,6 +379,17 @@ class Client:
             self.conn = None
 
 
+def child_pids(pid: int) -> list[int]:
+    """The child processes of ``pid``, whichever of its threads started them (the hub starts its
+    verification workers from a helper thread, not to block the event loop); [] once it is gone."""
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
 def kill_session(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL a process started in its own session and everything in it (its pool), reap it, close its
     pipes. The leader is not reaped before the kill, so its id still names the session."""

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from hub_helpers import kill_session
+from hub_helpers import child_pids, kill_session
 
 REPO = Path(__file__).resolve().parents[1]
 NGINX = os.environ.get("GATEWAY_TEST_NGINX", "/usr/sbin/nginx")
@@ -124,11 +124,7 @@ class Nginx:
 
     def pids(self) -> list[int]:
         """The master and its workers (for CPU accounting)."""
-        out = [self.proc.pid]
-        with contextlib.suppress(OSError):
-            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
-            out += [int(c) for c in children.split()]
-        return out
+        return [self.proc.pid, *child_pids(self.proc.pid)]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -242,10 +238,7 @@ class HubServe:
         while todo:
             pid = todo.pop()
             out.append(pid)
-            with contextlib.suppress(OSError):  # every thread's children: the pool starts from one
-                for task in Path(f"/proc/{pid}/task").iterdir():
-                    with contextlib.suppress(OSError):
-                        todo += [int(c) for c in (task / "children").read_text().split()]
+            todo += child_pids(pid)
         return out
 
     def kill(self) -> None:

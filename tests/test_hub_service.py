@@ -30,6 +30,7 @@ from hub_helpers import (
     Client,
     HubFiles,
     HubProcess,
+    child_pids,
     client_context,
     document,
     hub_config,
@@ -574,11 +575,10 @@ def _pool_workers(hub: HubProcess) -> set[int]:
     """The verification workers: the hub process's spawned children (not multiprocessing's resource
     tracker), started from any of its threads."""
     out: set[int] = set()
-    for task in Path(f"/proc/{hub.proc.pid}/task").iterdir():
+    for child in child_pids(hub.proc.pid):
         with contextlib.suppress(OSError):
-            for child in (task / "children").read_text().split():
-                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                    out.add(int(child))
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                out.add(child)
     return out
 
 
