@@ -220,13 +220,10 @@ class StoreRepository:
 
     async def package_bytes(self, package_id: str) -> bytes | Path:
         """The package's bytes: from the database (a small body), else the blob file (for ``sendfile``)."""
-        data = await store.package_body(self.db, package_id)
-        if data is not None:
-            return data
-        path = self.blobs.path_of(package_id)
-        if not await asyncio.to_thread(path.is_file):
+        found = await store.package_bytes(self.db, self.blobs, package_id)
+        if found is None:
             raise NotFound("resource.not_found", "the package bytes are missing")
-        return path
+        return found
 
     # --- inbox -----------------------------------------------------------------------------------
     async def inbox(self, organ_id: str, *, limit: int) -> list[InboxItem]:

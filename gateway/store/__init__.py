@@ -42,6 +42,7 @@ from gateway.store.packages import (
     ingest_packages,
     list_inbox,
     package_body,
+    package_bytes,
 )
 from gateway.store.paper import PaperRecord, add_paper_dispatch, add_paper_dispatches
 from gateway.store.statuses import (
@@ -96,6 +97,7 @@ __all__ = [
     "organs_for_node",
     "overdue_exchanges",
     "package_body",
+    "package_bytes",
     "pin_certificate",
     "register_node",
     "remove_agency",

@@ -16,11 +16,13 @@ an item is delivered as long as it is unacknowledged, not because it is above a 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from sqlalchemy import and_, bindparam, func, insert, select, update
@@ -33,6 +35,7 @@ from gateway.calendar import HolidaysLike, deadline_for, month_key
 from gateway.edxml.model import DocumentPackage
 from gateway.errors import Conflict, FieldError, GatewayError, NotFound
 from gateway.lifecycle import REQUEST_FOR_DOC_TYPE, State
+from gateway.store.blobs import BlobStore
 from gateway.store.db import Database
 from gateway.store.models import (
     Agency,
@@ -324,6 +327,19 @@ async def package_body(db: Database, sha256: str) -> bytes | None:
     then the blob of that name, or the package does not exist."""
     async with db.read() as session:
         return (await session.execute(_BODY, {"sha256": sha256})).scalar_one_or_none()
+
+
+async def package_bytes(
+    db: Database, blobs: BlobStore, sha256: str, *, blob_sha256: str | None = None
+) -> bytes | Path | None:
+    """The bytes of package ``sha256`` where the hub keeps them: from the database (a small body), else
+    the path of its blob file (``blob_sha256``, by default ``sha256``; for ``sendfile``). None when
+    neither holds them (no such package, or its blob is missing)."""
+    data = await package_body(db, sha256)
+    if data is not None:
+        return data
+    path = blobs.path_of(blob_sha256 or sha256)
+    return path if await asyncio.to_thread(path.is_file) else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -29,7 +29,8 @@ from gateway.errors import NotFound, RequestError
 from gateway.rate import BUCKETS, Bucket, RateRow, Series, level_label, parse_level_pair, total_row
 from gateway.store.accounts import WebUser, list_users
 from gateway.store.dispatches import packages_by_ids, search_dispatches
-from gateway.store.packages import PackageDetail, get_package, package_body
+from gateway.store.packages import PackageDetail, get_package
+from gateway.store.packages import package_bytes as stored_bytes
 from gateway.store.statuses import overdue_exchanges, timeline
 from gateway.web import auth, charts, i18n
 from gateway.web.app import WEB, WebContext
@@ -373,22 +374,22 @@ async def package_bytes(request: web.Request) -> web.StreamResponse:
     """The exact bytes the sender sent (parties and administrators only; auditors get 403)."""
     detail = await _visible(request)
     ctx = _ctx(request)
-    data = await package_body(ctx.db, detail.package.sha256)  # a small body is kept in the database
-    path = ctx.blobs.path_of(detail.package.blob_sha256)
-    if data is None and not path.is_file():
+    package = detail.package
+    data = await stored_bytes(ctx.db, ctx.blobs, package.sha256, blob_sha256=package.blob_sha256)
+    if data is None:
         raise web.HTTPNotFound()
-    single = detail.package.form == "single"
+    single = package.form == "single"
     # The Content-Type the bytes arrived with, when the store keeps it (a multipart body needs its boundary).
-    stored_type = getattr(detail.package, "content_type", None)
+    stored_type = getattr(package, "content_type", None)
     fallback = "application/edxml+xml" if single else "application/octet-stream"
     name = f"{_file_stem(detail)}.{'edxml' if single else 'mime'}"
     headers = {
         "Content-Type": stored_type or fallback,
         "Content-Disposition": f'attachment; filename="{name}"',
     }
-    if data is not None:
+    if isinstance(data, bytes):
         return web.Response(body=data, headers=headers)
-    return web.FileResponse(path, headers=headers)
+    return web.FileResponse(data, headers=headers)
 
 
 @routes.get("/overdue", name="overdue")
