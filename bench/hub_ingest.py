@@ -10,9 +10,10 @@
   p50/p99 latency, and the ratio to the floor.
 * **Floor**: python-xmlsec verifying the very same 10 KB package in a loop on one core
   (:func:`bench.signature_verify.xmlsec_verifier`: allow-lists set, key pinned), timed in this run.
-* **100 MB multipart**: one package whose attachment is a 100 MiB raw part, streamed from a file by the
-  client; MB/s of the whole request, and the hub's memory growth: peak minus baseline of the summed RSS of
-  the hub process and its pool processes, sampled every 10 ms.
+* **100 MB multipart**: a package whose attachment is a 100 MiB raw part, streamed from a file by the
+  client, sent three times (three packages); the median MB/s of the whole request beside each upload's,
+  and the hub's largest memory growth: peak minus baseline of the summed RSS of the hub process and its
+  pool processes, sampled every 10 ms.
 
 Targets on the 2-core machine, load generator included: ≥ 800 packages/s, p99 < 150 ms, ≥ 0.2 × floor;
 100 MB multipart ≥ 400 MB/s with < 64 MB hub memory growth.
@@ -211,8 +212,11 @@ def multipart_run(port: int, files: Any, pid: int, mib: int, tmp: Path) -> dict[
     from hub_helpers import DEPARTMENT, PROVINCE, document, sign
     from pki_fixtures import build_pki
 
+    from gateway.allocator import tune_malloc
     from gateway.edxml.model import ManifestReference
     from gateway.edxml.multipart import iter_multipart
+
+    tune_malloc()  # the client's buffers, like the hub's, are recycled rather than faulted in afresh
 
     attachment = tmp / "big.bin"
     block = os.urandom(1 << 20)
@@ -271,6 +275,25 @@ def multipart_run(port: int, files: Any, pid: int, mib: int, tmp: Path) -> dict[
         "mb_per_s": size / 1e6 / seconds,
         "hub_rss_baseline_mb": sampler.baseline / 1e6,
         "hub_rss_growth_mb": (sampler.peak - sampler.baseline) / 1e6,
+    }
+
+
+MULTIPART_REPEATS = 3
+
+
+def multipart_runs(port: int, files: Any, pid: int, mib: int, tmp: Path) -> dict[str, Any]:
+    """:func:`multipart_run` ``MULTIPART_REPEATS`` times, each a new package: the median MB/s (one
+    upload is a single sample of a shared machine's speed) beside every run, and the largest growth."""
+    runs = [multipart_run(port, files, pid, mib, tmp) for _ in range(MULTIPART_REPEATS)]
+    refused = next((r for r in runs if r["status"] != 202), None)
+    if refused is not None:
+        return refused
+    return {
+        **runs[0],
+        "seconds": statistics.median(r["seconds"] for r in runs),
+        "mb_per_s": statistics.median(r["mb_per_s"] for r in runs),
+        "runs_mb_per_s": [r["mb_per_s"] for r in runs],
+        "hub_rss_growth_mb": max(r["hub_rss_growth_mb"] for r in runs),
     }
 
 
@@ -363,7 +386,7 @@ def run_backend(
                 if k not in ("other", "idle", "bench")
             }
             load["warmup_per_s"] = warm["per_s"]
-            big = multipart_run(config.port, files, hub.proc.pid, mib, tmp) if workers == 1 and mib else None
+            big = multipart_runs(config.port, files, hub.proc.pid, mib, tmp) if workers == 1 and mib else None
         finally:
             hub.stop()
     return {"backend": name, "workers": workers, "connections": connections, "ingest": load, "multipart": big}
@@ -491,11 +514,13 @@ def markdown(result: dict[str, Any]) -> str:
         if m and m["status"] != 202:
             lines += ["", f"Multipart ({r['backend']}): refused with HTTP {m['status']}; not measured."]
         elif m:
+            each = ", ".join(f"{x:,.0f}" for x in m.get("runs_mb_per_s", [m["mb_per_s"]]))
             lines += [
                 "",
-                f"Multipart {m['size_mb']:.0f} MB ({r['backend']}): {m['mb_per_s']:,.0f} MB/s "
-                f"(HTTP {m['status']}), hub memory growth {m['hub_rss_growth_mb']:.1f} MB "
-                f"(baseline {m['hub_rss_baseline_mb']:.0f} MB, hub + pool processes).",
+                f"Multipart {m['size_mb']:.0f} MB ({r['backend']}): {m['mb_per_s']:,.0f} MB/s, the median of "
+                f"uploads at {each} MB/s (HTTP {m['status']}); hub memory growth at most "
+                f"{m['hub_rss_growth_mb']:.1f} MB (baseline {m['hub_rss_baseline_mb']:.0f} MB, hub + pool "
+                "processes).",
             ]
     return "\n".join(lines)
 

@@ -133,6 +133,12 @@ class Settings(BaseSettings):
         "included) or the standard library's asyncio. uvloop falls back to asyncio where it is not "
         "installed.",
     )
+    tune_malloc: bool = Field(
+        True,
+        description="Fix glibc's malloc thresholds so the buffers a large upload passes through are "
+        "reused, not mapped and faulted in afresh (gateway.allocator). Left alone where the C library is "
+        "not glibc or MALLOC_*/GLIBC_TUNABLES are set.",
+    )
     inbox_page_limit: int = Field(100, ge=1, le=10_000, description="Most inbox items returned per request.")
     long_poll_max: float = Field(30.0, ge=0, description="Cap, in seconds, of GET /v1/inbox?wait=.")
     verify_processes: int = Field(

@@ -71,6 +71,8 @@ class HubConfig:
     """A TCP connection that has not completed its TLS handshake by then is closed."""
     event_loop: str = "uvloop"
     """``uvloop`` (if installed, else asyncio) or ``asyncio``: see :func:`gateway.hub.server.run_loop`."""
+    tune_malloc: bool = True
+    """Fix glibc's malloc thresholds at start: see :mod:`gateway.allocator`."""
     metrics_dir: Path | None = None
     db_pool_size: int = 10
     sqlite_busy_timeout_ms: int = 30_000
@@ -134,6 +136,7 @@ def hub_config(settings: Any) -> HubConfig:
         idle_timeout=settings.idle_timeout_s,
         tls_handshake_timeout=settings.tls_handshake_timeout_s,
         event_loop=settings.event_loop,
+        tune_malloc=settings.tune_malloc,
         metrics_dir=settings.metrics_dir,
         db_pool_size=settings.db_pool_size,
         sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,

@@ -159,8 +159,17 @@ def run_loop(main: Coroutine[Any, Any, None], *, event_loop: str) -> None:
     asyncio.run(main)
 
 
-def _worker_main(config: HubConfig, reuse_port: bool, ready: Any) -> None:
+def _prepare_process(config: HubConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(message)s")
+    if config.tune_malloc:
+        from gateway.allocator import tune_malloc
+
+        if not tune_malloc():
+            log.info("malloc thresholds left as they are (not glibc, or MALLOC_*/GLIBC_TUNABLES set)")
+
+
+def _worker_main(config: HubConfig, reuse_port: bool, ready: Any) -> None:
+    _prepare_process(config)
     run_loop(_serve(config, reuse_port=reuse_port, on_ready=ready.set), event_loop=config.event_loop)
 
 
@@ -237,7 +246,7 @@ def serve(config: HubConfig, *, workers: int = 1) -> int:
 
 
 def _worker_main_ready(config: HubConfig) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(message)s")
+    _prepare_process(config)
     run_loop(
         _serve(config, reuse_port=False, on_ready=lambda: print("ready", flush=True)),
         event_loop=config.event_loop,
