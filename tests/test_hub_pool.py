@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -60,6 +62,17 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@contextlib.asynccontextmanager
+async def _started(size: int) -> AsyncIterator[VerifyPool]:
+    """A started pool of ``size`` workers, closed on the way out (``pool`` stays usable to check that)."""
+    pool = VerifyPool(size)
+    await pool.start()
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
 async def _until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -71,9 +84,7 @@ def test_answers_and_errors_come_back_as_raised() -> None:
     """Results, a GatewayError whole (code, detail, extra) and a bug with the worker's traceback."""
 
     async def main() -> None:
-        pool = VerifyPool(1)
-        await pool.start()
-        try:
+        async with _started(1) as pool:
             assert await pool.run(_echo, {"a": b"\x00" * 3_000_000}) == {"a": b"\x00" * 3_000_000}
             with pytest.raises(Conflict) as info:
                 await pool.run(_raise_conflict)
@@ -92,25 +103,19 @@ def test_answers_and_errors_come_back_as_raised() -> None:
             with pytest.raises(RuntimeError, match="did not unpickle"):
                 await pool.run(_raise_odd)
             assert await pool.run(_echo, 7) == 7  # the worker is still in step after each failure
-        finally:
-            await pool.close()
 
     asyncio.run(main())
 
 
 def test_jobs_are_spread_over_the_workers_and_close_stops_them() -> None:
     async def main() -> None:
-        pool = VerifyPool(2)
-        await pool.start()
-        workers = pool.pids
-        try:
+        async with _started(2) as pool:
+            workers = pool.pids
             assert len(set(workers)) == 2
             assert all(_alive(p) for p in workers)
             used = await asyncio.gather(*(pool.run(_pid_after, 0.05) for _ in range(8)))
             assert sorted(set(used)) == sorted(workers)
             assert sorted(used.count(p) for p in workers) == [4, 4]
-        finally:
-            await pool.close()
         assert not any(_alive(p) for p in workers)
         with pytest.raises(WorkerDied, match="shut down"):
             await pool.run(_echo, 1)
@@ -123,9 +128,7 @@ def test_a_killed_worker_fails_only_its_jobs_and_is_replaced() -> None:
     takes the dead one's place (the dead one is reaped), and every later job is answered."""
 
     async def main() -> None:
-        pool = VerifyPool(2)
-        await pool.start()
-        try:
+        async with _started(2) as pool:
             victim, survivor = pool.pids
             jobs = [asyncio.ensure_future(pool.run(_pid_after, 0.5)) for _ in range(4)]
             await asyncio.sleep(0.2)
@@ -140,8 +143,6 @@ def test_a_killed_worker_fails_only_its_jobs_and_is_replaced() -> None:
             await _until(lambda: not Path(f"/proc/{victim}").exists())  # reaped: no zombie left
             used = await asyncio.gather(*(pool.run(_pid_after, 0.02) for _ in range(6)))
             assert set(used) == set(pool.pids)
-        finally:
-            await pool.close()
 
     asyncio.run(main())
 
@@ -150,15 +151,11 @@ def test_a_request_that_goes_away_does_not_shift_the_answers() -> None:
     """A cancelled job still runs; its answer is dropped and the next job gets its own answer."""
 
     async def main() -> None:
-        pool = VerifyPool(1)
-        await pool.start()
-        try:
+        async with _started(1) as pool:
             slow = asyncio.ensure_future(pool.run(_pid_after, 0.3))
             await asyncio.sleep(0.05)
             slow.cancel()
             assert await pool.run(_echo, "mine") == "mine"
-        finally:
-            await pool.close()
 
     asyncio.run(main())
 
