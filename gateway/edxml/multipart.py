@@ -443,12 +443,13 @@ class MultipartReader(Generic[S]):
     # -- public -----------------------------------------------------------------------------------
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> None:
-        """Consume the next piece of the body (any size, including empty)."""
+        """Consume the next piece of the body (any size, including empty). A ``bytes`` or ``bytearray`` is
+        read in place and nothing of it is kept past the call: the caller may reuse the buffer."""
         if self._state is _State.DONE or self._state is _State.FAILED:
             raise RuntimeError("the reader is closed")
         if not chunk:
             return
-        data = chunk if isinstance(chunk, bytes) else bytes(chunk)
+        data = chunk if isinstance(chunk, bytes | bytearray) else bytes(chunk)
         self._fed += len(data)
         if self._pending:
             data = self._pending + data
@@ -479,7 +480,7 @@ class MultipartReader(Generic[S]):
 
     # -- the state machine --------------------------------------------------------------------------
 
-    def _consume(self, data: bytes) -> None:
+    def _consume(self, data: bytes | bytearray) -> None:
         pos, end = 0, len(data)
         delim = self._delim
         while pos < end:
@@ -534,7 +535,7 @@ class MultipartReader(Generic[S]):
                         self._pending = data[pos:]
                         return
                     next_pos = block_end + 4
-                self._begin_part(data[pos:block_end])
+                self._begin_part(bytes(data[pos:block_end]))
                 pos = next_pos
             else:  # EPILOGUE
                 rest = data[pos:]
@@ -543,7 +544,7 @@ class MultipartReader(Generic[S]):
                     raise InputError("multipart.preamble", "text after the closing delimiter")
                 return
 
-    def _emit(self, data: bytes, start: int, stop: int) -> None:
+    def _emit(self, data: bytes | bytearray, start: int, stop: int) -> None:
         if stop <= start:
             return
         if self._state is _State.PREAMBLE:

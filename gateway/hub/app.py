@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from gateway.errors import AuthError, GatewayError
-from gateway.hub import worker
+from gateway.hub import body, worker
 from gateway.hub.config import HubConfig, hub_config
 from gateway.hub.identity import Caller, IdentityCache, peer_certificate
 from gateway.hub.metrics import Metrics
@@ -242,7 +242,8 @@ def create_app(
     """
     config = hub_config(settings)
     app = web.Application(
-        middlewares=[make_problem_middleware(_on_problem)],
+        # Outermost first: a connection whose body was read past aiohttp closes after any response.
+        middlewares=[body.close_after_direct_read, make_problem_middleware(_on_problem)],
         client_max_size=config.max_body,
     )
     app[CONFIG] = config
