@@ -175,6 +175,7 @@ SETTINGS_NAMES = {
     "max_body": "max_body_bytes",
     "idle_timeout": "idle_timeout_s",
     "tls_handshake_timeout": "tls_handshake_timeout_s",
+    "read_timeout": "request_timeout_s",
 }
 """HubConfig fields whose setting (gateway.settings.Settings) has another name."""
 
@@ -200,6 +201,7 @@ def write_config_toml(config: HubConfig, path: Path) -> Path:
         "auto_migrate",
         "idle_timeout",
         "tls_handshake_timeout",
+        "read_timeout",
         "xml_max_depth",
         "xml_max_text_bytes",
     ):
@@ -227,6 +229,25 @@ def client_context(files: HubFiles, who: str | None) -> ssl.SSLContext:
         cert, key = files.client(who)
         ctx.load_cert_chain(str(cert), str(key))
     return ctx
+
+
+def raw_tls(files: HubFiles, port: int, who: str = PROVINCE, *, timeout: float = 10) -> ssl.SSLSocket:
+    """An mTLS connection to a hub for requests written byte by byte (slow, cut or malformed bodies)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    return client_context(files, who).wrap_socket(sock, server_hostname="127.0.0.1")
+
+
+def request_head(path: str, content_type: str, length: int | None) -> bytes:
+    """A POST's request line and headers; ``length`` None: a chunked body."""
+    framing = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
+    return f"POST {path} HTTP/1.1\r\nHost: hub\r\nContent-Type: {content_type}\r\n{framing}\r\n\r\n".encode()
+
+
+def response_head(head: bytes) -> tuple[int, dict[str, str]]:
+    """Status and headers (names in lower case) of a response head, without its blank line."""
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers
 
 
 # --- packages ---------------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ import asyncio
 import collections
 import hashlib
 import select
-import socket
 import sqlite3
 import ssl
 import threading
@@ -43,6 +42,9 @@ from hub_helpers import (
     client_context,
     document,
     hub_config,
+    raw_tls,
+    request_head,
+    response_head,
     sign,
     status,
     write_config_toml,
@@ -188,13 +190,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         read_timeout=READ_TIMEOUT,
         idle_timeout=IDLE_TIMEOUT,  # headers that stop arriving, idle connections
     )
-    toml = write_config_toml(config, root / "hub.toml")
-    # write_config_toml leaves the read timeout out; its name depends on the file's format: a [hub] table
-    # of HubConfig fields (gateway.hub.server) or the flat gateway.settings.Settings file.
-    name = "read_timeout" if toml.read_text().startswith("[hub]") else "request_timeout_s"
-    with toml.open("a") as fh:
-        fh.write(f"{name} = {READ_TIMEOUT}\n")
-    process = HubProcess(toml)
+    process = HubProcess(write_config_toml(config, root / "hub.toml"))
     h = Hub(pki, files, config, db, process)
     try:
         h.still_serving()
@@ -390,14 +386,8 @@ def test_other_agencies_cannot_read_or_acknowledge(hub: Hub) -> None:
 # --- oversize bodies and slow clients ---------------------------------------------------------------
 
 
-def _connect(hub: Hub, who: str = PROVINCE, timeout: float = 10) -> ssl.SSLSocket:
-    sock = socket.create_connection(("127.0.0.1", hub.config.port), timeout=timeout)
-    return client_context(hub.files, who).wrap_socket(sock, server_hostname="127.0.0.1")
-
-
-def _head(path: str, content_type: str, length: int | None) -> bytes:
-    framing = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
-    return f"POST {path} HTTP/1.1\r\nHost: hub\r\nContent-Type: {content_type}\r\n{framing}\r\n\r\n".encode()
+def _connect(hub: Hub, timeout: float = 10) -> ssl.SSLSocket:
+    return raw_tls(hub.files, hub.config.port, timeout=timeout)
 
 
 def _read_response(sock: ssl.SSLSocket, data: bytes = b"") -> tuple[int, dict[str, str], bytes]:
@@ -407,15 +397,14 @@ def _read_response(sock: ssl.SSLSocket, data: bytes = b"") -> tuple[int, dict[st
             raise ConnectionError(f"closed before a response: {data!r}")
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    status_code, headers = response_head(head)
     length = int(headers.get("content-length", "0"))
     while len(body) < length:
         chunk = sock.recv(65536)
         if not chunk:
             break
         body += chunk
-    return int(lines[0].split()[1]), headers, body
+    return status_code, headers, body
 
 
 @pytest.mark.parametrize(("path", "limit"), [("/v1/packages", MAX_BODY), ("/v1/status", MAX_BODY)])
@@ -423,7 +412,7 @@ def test_declared_oversize_is_refused_before_the_body_is_read(hub: Hub, path: st
     """Content-Length over the limit: 413 after 4 KiB of a 20 MiB body, i.e. without waiting for it."""
     before = hub.stored()
     with _connect(hub) as sock:
-        sock.sendall(_head(path, "application/edxml+xml", 10 * limit) + b"<" + b"x" * 4095)
+        sock.sendall(request_head(path, "application/edxml+xml", 10 * limit) + b"<" + b"x" * 4095)
         started = time.monotonic()
         status_code, headers, body = _read_response(sock)
     assert time.monotonic() - started < READ_TIMEOUT  # answered at once, not after a read timeout
@@ -459,7 +448,7 @@ def test_streamed_oversize_is_cut_off_at_the_limit(hub: Hub, content_type: str) 
         chunk = frame([(START, b"")], close=False)[: 64 * 1024].ljust(64 * 1024, b"x")
     sent, early = 0, b""
     with _connect(hub) as sock:
-        sock.sendall(_head("/v1/packages", content_type, None))
+        sock.sendall(request_head("/v1/packages", content_type, None))
         while sent < 16 * MAX_BODY and not early:
             early = _answer_so_far(sock)
             if early:
@@ -490,7 +479,7 @@ def test_streamed_oversize_is_cut_off_at_the_limit(hub: Hub, content_type: str) 
 def test_a_body_that_stops_arriving_times_out(hub: Hub, path: str, content_type: str, prefix: bytes) -> None:
     before = hub.stored()
     with _connect(hub, timeout=READ_TIMEOUT + 5) as sock:
-        sock.sendall(_head(path, content_type, 100_000) + prefix)
+        sock.sendall(request_head(path, content_type, 100_000) + prefix)
         started = time.monotonic()
         status_code, _, body = _read_response(sock)
         took = time.monotonic() - started
@@ -513,7 +502,7 @@ def _closed_or_answered_within(sock: ssl.SSLSocket, seconds: float) -> bool:
 
 def test_a_status_body_that_stops_arriving_times_out(hub: Hub) -> None:
     with _connect(hub) as sock:
-        sock.sendall(_head("/v1/status", "application/edxml+xml", 10_000) + b"<edXML")
+        sock.sendall(request_head("/v1/status", "application/edxml+xml", 10_000) + b"<edXML")
         assert _closed_or_answered_within(sock, READ_TIMEOUT + 2.5)
     hub.still_serving()
 

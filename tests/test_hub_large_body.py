@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import socket
 import sqlite3
 import ssl
 import time
@@ -29,6 +28,9 @@ from hub_helpers import (
     client_context,
     document,
     hub_config,
+    raw_tls,
+    request_head,
+    response_head,
     sign,
     write_config_toml,
     write_hub_files,
@@ -69,12 +71,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     root = tmp_path_factory.mktemp("large")
     files = write_hub_files(build_pki(), root)
     db = root / "hub.db"
-    config = hub_config(files, f"sqlite+aiosqlite:///{db}", verify_processes=1)
-    toml = write_config_toml(config, root / "hub.toml")
-    name = "read_timeout" if toml.read_text().startswith("[hub]") else "request_timeout_s"
-    with toml.open("a") as fh:
-        fh.write(f"{name} = {READ_TIMEOUT}\n")
-    process = HubProcess(toml)
+    config = hub_config(files, f"sqlite+aiosqlite:///{db}", verify_processes=1, read_timeout=READ_TIMEOUT)
+    process = HubProcess(write_config_toml(config, root / "hub.toml"))
     try:
         yield Hub(files, config, db)
     finally:
@@ -98,16 +96,8 @@ def _package(seed: int) -> tuple[str, bytes]:
     return content_type, b"".join(chunks)
 
 
-def _connect(hub: Hub, timeout: float = 30) -> ssl.SSLSocket:
-    sock = socket.create_connection(("127.0.0.1", hub.config.port), timeout=timeout)
-    return client_context(hub.files, PROVINCE).wrap_socket(sock, server_hostname="127.0.0.1")
-
-
-def _head(content_type: str, length: int) -> bytes:
-    return (
-        f"POST /v1/packages HTTP/1.1\r\nHost: hub\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {length}\r\n\r\n"
-    ).encode()
+def _connect(hub: Hub) -> ssl.SSLSocket:
+    return raw_tls(hub.files, hub.config.port, timeout=30)
 
 
 def _read_all(sock: ssl.SSLSocket) -> bytes:
@@ -127,10 +117,9 @@ def _responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
     out = []
     while data:
         head, _, rest = data.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        status, headers = response_head(head)
         length = int(headers.get("content-length", "0"))
-        out.append((int(lines[0].split()[1]), headers, rest[:length]))
+        out.append((status, headers, rest[:length]))
         data = rest[length:]
     return out
 
@@ -148,7 +137,7 @@ def test_a_large_package_is_stored_byte_for_byte_and_the_connection_closes(hub: 
     sha = hashlib.sha256(body).hexdigest()
     before = hub.packages()
     with _connect(hub) as sock:
-        sock.sendall(_head(content_type, len(body)))
+        sock.sendall(request_head("/v1/packages", content_type, len(body)))
         for at in range(0, len(body), 1 << 20):  # in pieces, as a client streaming a file does
             sock.sendall(body[at : at + (1 << 20)])
         [(status, headers, receipt)] = _responses(_read_all(sock))  # one answer, then the hub closes
@@ -180,7 +169,7 @@ def test_a_slow_client_that_keeps_sending_is_not_cut_off(hub: Hub) -> None:
     content_type, body = _package(2)
     trickle = 16 * 1024
     with _connect(hub) as sock:
-        sock.sendall(_head(content_type, len(body)) + body[: DIRECT_MIN + 4096])
+        sock.sendall(request_head("/v1/packages", content_type, len(body)) + body[: DIRECT_MIN + 4096])
         at, started = DIRECT_MIN + 4096, time.monotonic()
         while time.monotonic() - started < 2.5 * READ_TIMEOUT:
             sock.sendall(body[at : at + trickle])
@@ -195,7 +184,7 @@ def test_a_large_body_that_stops_arriving_times_out(hub: Hub) -> None:
     content_type, body = _package(3)
     before = hub.packages()
     with _connect(hub) as sock:
-        sock.sendall(_head(content_type, len(body)) + body[: DIRECT_MIN + (1 << 20)])
+        sock.sendall(request_head("/v1/packages", content_type, len(body)) + body[: DIRECT_MIN + (1 << 20)])
         started = time.monotonic()
         [(status, headers, problem)] = _responses(_read_all(sock))
         took = time.monotonic() - started
@@ -210,7 +199,7 @@ def test_a_client_that_goes_away_mid_body_leaves_nothing(hub: Hub) -> None:
     content_type, body = _package(4)
     before = hub.packages()
     with _connect(hub) as sock:
-        sock.sendall(_head(content_type, len(body)) + body[: DIRECT_MIN + (1 << 20)])
+        sock.sendall(request_head("/v1/packages", content_type, len(body)) + body[: DIRECT_MIN + (1 << 20)])
         time.sleep(0.3)
     assert _settled(hub) == []
     assert hub.packages() == before
@@ -228,6 +217,6 @@ def test_bytes_past_the_declared_length_are_not_taken_for_a_request(hub: Hub) ->
     content_type, body = _package(6)
     smuggled = b"GET /v1/inbox?wait=0 HTTP/1.1\r\nHost: hub\r\n\r\n"
     with _connect(hub) as sock:
-        sock.sendall(_head(content_type, len(body)) + body + smuggled)
+        sock.sendall(request_head("/v1/packages", content_type, len(body)) + body + smuggled)
         answers = _responses(_read_all(sock))
     assert [(status, headers["connection"]) for status, headers, _ in answers] == [(202, "close")]
