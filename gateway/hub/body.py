@@ -8,8 +8,8 @@ in a thread (``hashlib`` and file writes release the GIL) so that the event loop
 A body declared at least :data:`DIRECT_MIN` bytes long is read past aiohttp (:func:`_receive_direct`): the
 connection's reads are taken over by a buffered protocol, so that TLS decrypts straight into 4 MiB
 buffers handed to the threads as they fill. aiohttp's path for the same bytes allocates and joins the
-decrypted records, copies them again in the HTTP parser and queues them: on a 100 MB upload, 50–70 ms of
-the event loop's 160–190 ms. The connection is closed after the response (its HTTP parser never saw
+decrypted records, copies them again in the HTTP parser and queues them: on a 100 MB upload, about 50 ms of
+the event loop's 125–193 ms. The connection is closed after the response (its HTTP parser never saw
 the body), which costs one TLS handshake next to the transfer of at least 4 MiB.
 
 Every exit path that does not hand the spool over removes its file: a rejected request leaves nothing.
