@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import datetime as dt
 import http.client
 import json
+import mmap
 import os
 import signal
 import socket
@@ -572,3 +574,32 @@ def verify_hub_signed(data: bytes, *, trust: Any, at: dt.datetime) -> Any:
     verified = verify_enveloped(data)
     trust.validate(verified.signer, at=at, extra_intermediates=list(verified.extra_certs))
     return verified
+
+
+def resident_pages(path: Path, length: int) -> int:
+    """How many of the first ``length`` bytes' pages of ``path`` are in the page cache (``mincore``)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    pages = -(-length // mmap.PAGESIZE)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, length, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        try:
+            vec = (ctypes.c_ubyte * pages)()
+            assert libc.mincore(addr, length, vec) == 0, os.strerror(ctypes.get_errno())
+            return sum(v & 1 for v in vec)
+        finally:
+            libc.munmap(addr, length)
+    finally:
+        os.close(fd)

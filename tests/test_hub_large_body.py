@@ -30,6 +30,7 @@ from hub_helpers import (
     hub_config,
     raw_tls,
     request_head,
+    resident_pages,
     response_head,
     sign,
     write_config_toml,
@@ -147,6 +148,8 @@ def test_a_large_package_is_stored_byte_for_byte_and_the_connection_closes(hub: 
     assert sha.encode() in receipt  # the receipt names the digest of the exact bytes received
     assert hub.packages() == before + 1
     assert hub.spool_files() == []
+    # Synced as it came and, since nothing reads it back, no longer in the page cache.
+    assert resident_pages(hub.config.blob_dir / sha[:2] / sha, DIRECT_MIN) == 0
 
     client = hub.client(DEPARTMENT)
     fetched = client.get(f"/v1/packages/{sha}")

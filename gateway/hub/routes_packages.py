@@ -80,6 +80,7 @@ async def _receive(hub: Hub, request: web.Request, carriage: str) -> tuple[body.
             limit=config.max_body,
             tmp_dir=config.tmp_dir,
             sink=reader.feed,
+            reread=False,  # the parser saw every byte: the file is only renamed into the blob store
             read_timeout=config.read_timeout,
         )
     except BaseException:
