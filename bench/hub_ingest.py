@@ -565,7 +565,8 @@ def markdown(result: dict[str, Any]) -> str:
     if big is not None and big["status"] == 202:
         ok = big["mb_per_s"] >= t["multipart_mb_per_s"] and big["hub_rss_growth_mb"] < t["rss_growth_mb"]
         lines.append(
-            f"| 100 MB multipart | ≥ {t['multipart_mb_per_s']} MB/s, growth < {t['rss_growth_mb']} MB | "
+            f"| {big['size_mb']:.0f} MB multipart | ≥ {t['multipart_mb_per_s']} MB/s, "
+            f"growth < {t['rss_growth_mb']} MB | "
             f"{big['mb_per_s']:,.0f} MB/s, +{big['hub_rss_growth_mb']:.1f} MB | {verdict(ok)} |"
         )
     for r in result["runs"]:

@@ -11,8 +11,8 @@ Benchmarks:
 * ``core``: :mod:`bench.core` (sign/verify in both forms beside the floors, the issue-2 targets);
 * ``multipart``: :mod:`bench.multipart_stream` as a subprocess (reader vs SHA-256 throughput, then the
   memory of streaming a large body); its printed figures are parsed;
-* ``hub``: :func:`run_hub`, the hook for ``bench/hub_ingest.py`` (written separately): ``run() -> dict``
-  if it has one, else ``python -m bench.hub_ingest --json``; skipped while the module does not exist;
+* ``hub``: :mod:`bench.hub_ingest` (10 KB packages over mTLS on SQLite and PostgreSQL beside the
+  verify-only floor, then a 100 MB multipart package beside the SHA-256 and durable-write floors);
 * ``rate``: :mod:`bench.rate` (the rate by level pair and month over 1,000,000 exchanges beside a bare
   ``count(*)``, on PostgreSQL and SQLite);
 * ``scale``: :mod:`bench.scale_out` (ingest through nginx on PostgreSQL with one hub process, then two,
@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib
-import importlib.util
-import inspect
 import json
 import os
 import platform
@@ -122,31 +119,10 @@ def run_multipart(quick: bool) -> dict[str, Any]:
 
 
 def run_hub(quick: bool) -> dict[str, Any]:
-    """Hook for bench/hub_ingest.py: its ``run()`` if it returns a dict, else its ``--json`` output."""
-    if importlib.util.find_spec("bench.hub_ingest") is None:
-        print("hub: bench/hub_ingest.py does not exist yet; skipped")
-        return {"name": "hub", "skipped": "bench/hub_ingest.py does not exist yet"}
-    module = importlib.import_module("bench.hub_ingest")
-    run = getattr(module, "run", None)
-    if callable(run):
-        params = inspect.signature(run).parameters
-        result = run(quick=quick) if "quick" in params else run()
-        if isinstance(result, dict):
-            return {"name": "hub", **result}
-    if not callable(getattr(module, "main", None)):
-        return {"name": "hub", "skipped": "bench/hub_ingest.py has neither run() -> dict nor main()"}
-    cmd = [sys.executable, "-m", "bench.hub_ingest", "--json", *(["--quick"] if quick else [])]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    if out.returncode != 0 and quick:  # it may not know --quick
-        out = subprocess.run(cmd[:-1], cwd=ROOT, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"python -m bench.hub_ingest --json failed:\n{out.stderr}")
-    try:
-        data = json.loads(out.stdout)
-    except json.JSONDecodeError:
-        return {"name": "hub", "output": out.stdout}
-    print(out.stdout, end="")
-    return {"name": "hub", **data} if isinstance(data, dict) else {"name": "hub", "figures": data}
+    """:mod:`bench.hub_ingest` (10 KB ingest on SQLite and PostgreSQL, then the 100 MB multipart package)."""
+    from bench import hub_ingest
+
+    return {"name": "hub", **hub_ingest.run(quick=quick)}
 
 
 def run_rate(quick: bool) -> dict[str, Any]:
