@@ -7,7 +7,8 @@ import asyncio
 
 import pytest
 from db_fixtures import RECIPIENTS, SENDER, T0, make_record, sha
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
 
 from gateway.errors import Conflict, FieldError
 from gateway.store import (
@@ -25,6 +26,8 @@ from gateway.store import (
     sync_directory,
     upsert_agency,
 )
+from gateway.store import db as db_module
+from gateway.store.db import Database, open_database
 from gateway.store.models import Exchange, Package, PackageBody
 
 FP = "ab" * 32
@@ -334,3 +337,50 @@ def test_a_group_commit_looks_its_keys_up_by_index_never_by_scanning_the_package
                 assert "SCAN" not in plan, plan
     finally:
         engine.dispose()
+
+
+async def _select_one(database: Database) -> int:
+    async with database.read() as session:
+        return int((await session.execute(text("SELECT 1"))).scalar_one())
+
+
+@pytest.mark.postgres
+async def test_a_postgresql_connection_is_pinged_only_after_sitting_idle(
+    pg_empty_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No round trip before each transaction of a connection in use; one that sat idle and was closed
+    by the server meanwhile (a restart, a proxy's timeout) is found by a ping and replaced unseen."""
+    import asyncpg
+
+    database = open_database(pg_empty_url, pool_size=1)
+    dialect = database.engine.sync_engine.dialect
+    ping = dialect.do_ping
+    pings: list[object] = []
+
+    def counted_ping(dbapi_connection: object) -> bool:
+        pings.append(dbapi_connection)
+        return bool(ping(dbapi_connection))
+
+    monkeypatch.setattr(dialect, "do_ping", counted_ping)
+    try:
+        monkeypatch.setattr(db_module, "PING_AFTER_IDLE_S", 60.0)
+        assert [await _select_one(database) for _ in range(3)] == [1, 1, 1]
+        assert pings == []
+
+        url = make_url(pg_empty_url)
+        admin = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
+        try:
+            closed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                url.database,
+            )
+        finally:
+            await admin.close()
+        assert closed == 1  # the pooled connection, idle
+
+        monkeypatch.setattr(db_module, "PING_AFTER_IDLE_S", 0.0)
+        assert await _select_one(database) == 1
+        assert len(pings) == 1
+    finally:
+        await database.close()

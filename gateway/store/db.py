@@ -23,12 +23,14 @@ SQLite is set up for a durable single-writer store:
 
 PostgreSQL uses one pool for both; exclusive work uses ``FOR UPDATE`` (``SKIP LOCKED`` for the job
 queue), and uniqueness races end in an ``IntegrityError`` that the repository turns into "already there".
+A pooled connection is pinged when it is taken out only if it sat idle (:data:`PING_AFTER_IDLE_S`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -38,7 +40,7 @@ from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -82,9 +84,9 @@ def make_engine(
     """An engine configured for this project (see the module docstring for why each setting)."""
     parsed = parse_url(url)
     if parsed.get_backend_name() == "postgresql":
-        return create_async_engine(
-            parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **kwargs
-        )
+        engine = create_async_engine(parsed, pool_size=pool_size, max_overflow=pool_size, **kwargs)
+        _ping_when_idle(engine.sync_engine)
+        return engine
 
     if _is_memory(parsed):
         kwargs.setdefault("poolclass", StaticPool)
@@ -95,6 +97,38 @@ def make_engine(
     engine = create_async_engine(parsed, **kwargs)
     _sqlite_setup(engine.sync_engine, parsed, role=role, busy_timeout_ms=busy_timeout_ms)
     return engine
+
+
+PING_AFTER_IDLE_S = 1.0
+"""A pooled PostgreSQL connection unused for this long is pinged when it is taken out of the pool.
+
+SQLAlchemy's ``pool_pre_ping`` pings at every check-out: a round trip before each transaction, which
+under load cost the hub's ingest on PostgreSQL about an eighth of its rate (alternating runs of 2,000
+packages: 699 → 802 packages/s with this instead; 724 → 781 and 657 → 764 with no ping at all). A
+connection in steady use needs no ping; one that sat idle may have been closed by a server restart or a
+proxy, and the ping finds it before a request does. A connection that breaks while in use fails that
+transaction either way; SQLAlchemy then renews every connection of the pool taken out before the
+failure."""
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping at check-out only a connection unused for :data:`PING_AFTER_IDLE_S` (see there)."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool drops every connection older than this one and takes a new one (SQLAlchemy's
+            # own pre-ping does the same when its ping fails).
+            raise InvalidatePoolError(f"the connection did not answer a ping: {exc!r}") from exc
 
 
 def _sqlite_setup(engine: Engine, url: URL, *, role: str, busy_timeout_ms: int) -> None:
