@@ -211,6 +211,19 @@ async def _hand_off(loop: asyncio.AbstractEventLoop, writer: _Writer, batch: Seq
         writer.syncs = [*running, loop.run_in_executor(None, writer.sync)]
 
 
+async def _next_hand_off(
+    loop: asyncio.AbstractEventLoop,
+    writer: _Writer,
+    inflight: asyncio.Future[None] | None,
+    batch: Sequence[Chunk],
+) -> asyncio.Future[None]:
+    """Hand ``batch`` to the threads once the batch before it (``inflight``) is done: in order, and at most
+    one batch in the threads while the next one arrives."""
+    if inflight is not None:
+        await inflight
+    return asyncio.ensure_future(_hand_off(loop, writer, batch))
+
+
 async def receive(
     request: web.Request,
     *,
@@ -270,9 +283,7 @@ async def receive(
             batch.append(chunk)
             batched += len(chunk)
             if batched >= BATCH:
-                if inflight is not None:
-                    await inflight  # in order, and at most one batch waiting besides the one arriving
-                inflight = asyncio.ensure_future(_hand_off(loop, writer, batch))
+                inflight = await _next_hand_off(loop, writer, inflight, batch)
                 batch, batched = [], 0
         if not spilled:
             data = b"".join(memory)
@@ -280,9 +291,7 @@ async def receive(
                 raise InputError("input.empty", "the request has no body")
             return Spool(sha256=hashlib.sha256(data).hexdigest(), size=size, data=data)
         if batch:
-            if inflight is not None:
-                await inflight
-            inflight = asyncio.ensure_future(_hand_off(loop, writer, batch))
+            inflight = await _next_hand_off(loop, writer, inflight, batch)
         await _finish(loop, writer, inflight)
         if size == 0:
             raise InputError("input.empty", "the request has no body")
@@ -451,15 +460,13 @@ async def _receive_direct(
         if keep_file:
             await loop.run_in_executor(None, writer.open)
         if head:
-            inflight = asyncio.ensure_future(_hand_off(loop, writer, [head]))
+            inflight = await _next_hand_off(loop, writer, inflight, [head])
         while (item := await reader.next(read_timeout)) is not None:
             if isinstance(item, BaseException):
                 raise RequestError("request.bad", str(item)) from item
             buf, n = item
-            if inflight is not None:
-                await inflight  # in order, one batch in the threads at a time
             piece = buf if n == len(buf) else memoryview(buf)[:n]  # a bytearray is parsed in place
-            inflight = asyncio.ensure_future(_hand_off(loop, writer, [piece]))
+            inflight = await _next_hand_off(loop, writer, inflight, [piece])
             inflight.add_done_callback(partial(_release, buf))
         await _finish(loop, writer, inflight)
         return Spool(sha256=writer.hasher.hexdigest(), size=size, path=writer.path)
