@@ -206,9 +206,9 @@ class RssSampler:
         self._thread.join()
 
 
-def multipart_body(tmp: Path, mib: int, index: int) -> tuple[str, Path, int]:
+def multipart_body(tmp: Path, mib: int, index: int) -> tuple[str, Path]:
     """A new package with a ``mib`` MiB raw attachment, written to a file as the client sends it: the
-    Content-Type, the file and its size. The file is synced before anything is timed, so that writing
+    Content-Type and the file. The file is synced before anything is timed, so that writing
     back the client's own file does not compete with the upload for the disk."""
     from hub_helpers import DEPARTMENT, PROVINCE, document, sign
     from pki_fixtures import build_pki
@@ -242,7 +242,7 @@ def multipart_body(tmp: Path, mib: int, index: int) -> tuple[str, Path, int]:
             out.flush()
             os.fsync(out.fileno())
     attachment.unlink()
-    return content_type, body_file, body_file.stat().st_size
+    return content_type, body_file
 
 
 def multipart_upload(port: int, files: Any, pid: int, content_type: str, body_file: Path) -> dict[str, Any]:
@@ -304,11 +304,11 @@ def multipart_runs(port: int, files: Any, pid: int, mib: int, tmp: Path) -> dict
     bodies = [multipart_body(tmp, mib, i) for i in range(MULTIPART_REPEATS + 1)]
     try:
         runs = []
-        for content_type, body_file, _ in bodies:
+        for content_type, body_file in bodies:
             runs.append(multipart_upload(port, files, pid, content_type, body_file))
             body_file.unlink()
     finally:
-        for _, body_file, _ in bodies:
+        for _, body_file in bodies:
             body_file.unlink(missing_ok=True)
     refused = next((r for r in runs if r["status"] != 202), None)
     if refused is not None:
