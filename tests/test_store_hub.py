@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 from db_fixtures import RECIPIENTS, SENDER, T0, make_record, sha
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from gateway.errors import Conflict, FieldError
@@ -164,6 +164,147 @@ async def test_batches_from_two_engines_racing_on_the_same_packages(database_url
             assert x.package.id == y.package.id
             assert x.receipt == y.receipt  # type: ignore[union-attr]
             assert sorted([x.created, y.created]) == [False, True]  # type: ignore[union-attr]
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_batch_of_new_documents_looks_nothing_up_and_settles_only_what_its_insert_skipped(db):
+    """New documents are written by one insert that skips what a stored package holds, with no look-up
+    first; only the skipped ones are looked up (a repeat, a conflict), and a repeat of a refused item
+    within the batch is refused the same way."""
+    from sqlalchemy import event
+
+    doc = f"{SENDER},2027/03/02,9/"
+    levels = {SENDER: "province", RECIPIENTS[0]: "department", RECIPIENTS[1]: "district"}  # as the hub routes
+    await ingest_package(db, make_record("kept", document_id=doc + "A"), receipt=b"r0", received_at=T0)
+    engines = {db.engine.sync_engine, *([db.sync_engine] if db.sync_engine is not None else [])}
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        first = statement.split()[0].upper()
+        sent.append("SELECT" if first == "SELECT" else "WRITE" if first in ("INSERT", "WITH") else first)
+
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        fresh = [
+            IngestItem(
+                record=make_record(f"fresh-{i}", document_id=doc + f"F{i}"), receipt=b"r", received_at=T0
+            )
+            for i in range(5)
+        ]
+        done = await ingest_packages(db, fresh, levels=levels)
+        assert all(r.created for r in done)
+        assert "SELECT" not in sent, sent
+        if db.dialect == "postgresql":
+            assert sent == ["WRITE"]  # the whole batch is one statement (gateway.store.pg_batch)
+        # Other bytes under the stored DocumentId, before and after the stored bytes in the batch's order
+        # (by SHA-256), and twice; other bytes under a DocumentId new in the batch.
+        clashes = [
+            next(f"clash-{n}" for n in range(99) if (sha(f"clash-{n}") < sha("kept")) == before)
+            for before in (True, False)
+        ]
+        for round_, name in enumerate(clashes):
+            sent.clear()
+            clash = make_record(name, document_id=doc + "A")
+            done = await ingest_packages(
+                db,
+                [
+                    IngestItem(
+                        record=make_record("kept", document_id=doc + "A"), receipt=b"rx", received_at=T0
+                    ),
+                    IngestItem(record=clash, receipt=b"r1", received_at=T0),
+                    IngestItem(record=clash, receipt=b"r2", received_at=T0),
+                    IngestItem(
+                        record=make_record(f"new-{round_}", document_id=doc + f"B{round_}"),
+                        receipt=b"r3",
+                        received_at=T0,
+                    ),
+                    IngestItem(
+                        record=make_record(f"rival-{round_}", document_id=doc + f"B{round_}"),
+                        receipt=b"r4",
+                        received_at=T0,
+                    ),
+                ],
+                levels=levels,
+            )
+            repeat, conflict, conflict_again, new, rival = done
+            assert not repeat.created
+            assert repeat.receipt == b"r0"
+            assert isinstance(conflict, Conflict)
+            assert isinstance(conflict_again, Conflict)
+            assert conflict_again is not conflict
+            assert sorted(type(r).__name__ for r in (new, rival)) == ["Conflict", "IngestResult"]
+            assert sent.index("WRITE") < sent.index("SELECT"), sent  # looked up only after the insert
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
+    async with db.read() as s:
+        stored = set((await s.execute(select(Package.document_id))).scalars())
+    assert stored == {doc + "A", doc + "B0", doc + "B1", *(doc + f"F{i}" for i in range(5))}
+
+
+def test_both_ways_of_writing_a_batch_fill_every_column_they_must():
+    """PostgreSQL's one-statement batch and the per-table inserts write the rows the same builders make:
+    the package rows fill every column but the id, and each child table's rows fill exactly the columns
+    the statement names, every required one among them (a column added to a table must be added here)."""
+    from gateway.store import pg_batch, rows
+    from gateway.store.packages import AttachmentRecord
+
+    assert set(rows.PACKAGE_COLUMNS) == {c.name for c in Package.__table__.columns} - {"id"}  # type: ignore[attr-defined]
+    record = make_record("columns", attachments=(AttachmentRecord(content_id="a", size=1, sha256=sha("a")),))
+    keyed = [(record.sha256, record)]
+    built = {
+        "recipient": rows.recipient_rows(keyed),
+        "attachment": rows.attachment_rows(keyed),
+        "exchange": rows.exchange_rows(keyed, [T0], holidays=None, levels={}),
+        "inbox": rows.inbox_rows(keyed, [T0]),
+        "body": rows.body_rows([(record.sha256, b"bytes")]),
+    }
+    assert set(built) == {prefix for prefix, _, _ in pg_batch.CHILDREN}
+    for prefix, table, columns in pg_batch.CHILDREN:
+        assert built[prefix], prefix
+        assert all(tuple(row) == columns for row in built[prefix]), prefix
+        required = {
+            c.name
+            for c in table.columns
+            if not c.nullable
+            and c.default is None
+            and c.server_default is None
+            and c.name != "id"  # a serial key
+        }
+        assert required <= set(columns), (prefix, required - set(columns))
+    statement = pg_batch.STATEMENT.text
+    assert statement.count("INSERT INTO") == 1 + len(pg_batch.CHILDREN)
+    assert "ON CONFLICT DO NOTHING" in statement
+
+
+async def test_two_engines_racing_for_one_document_id_store_one_package(database_url):
+    """Two batches (two hub processes) carrying other bytes under the same DocumentIds: each DocumentId
+    ends up with exactly one package, and the other item is refused as a conflict, not an error."""
+    from gateway.store import open_database
+
+    first, second = open_database(database_url), open_database(database_url)
+    try:
+        ids = [f"{SENDER},2027/03/02,{i}/C" for i in range(20)]
+        a = [
+            IngestItem(record=make_record(f"a{i}", document_id=d), receipt=b"A", received_at=T0)
+            for i, d in enumerate(ids)
+        ]
+        b = [
+            IngestItem(record=make_record(f"b{i}", document_id=d), receipt=b"B", received_at=T0)
+            for i, d in enumerate(ids)
+        ]
+        left, right = await asyncio.gather(ingest_packages(first, a), ingest_packages(second, b))
+        for x, y in zip(left, right, strict=True):
+            outcomes = sorted(type(r).__name__ for r in (x, y))
+            assert outcomes == ["Conflict", "IngestResult"], (x, y)
+        async with first.read() as s:
+            count = (
+                await s.execute(select(func.count()).select_from(Package).where(Package.document_id.in_(ids)))  # type: ignore[attr-defined]
+            ).scalar_one()
+        assert count == len(ids)
     finally:
         await first.close()
         await second.close()

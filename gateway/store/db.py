@@ -22,8 +22,13 @@ SQLite is set up for a durable single-writer store:
   session (``run_sync``).
 
 PostgreSQL uses one pool for both; exclusive work uses ``FOR UPDATE`` (``SKIP LOCKED`` for the job
-queue), and uniqueness races end in an ``IntegrityError`` that the repository turns into "already there".
-A pooled connection is pinged when it is taken out only if it sat idle (:data:`PING_AFTER_IDLE_S`).
+queue), and uniqueness races end in a skipped insert or an ``IntegrityError`` that the repository turns
+into "already there". The pool hands out the connection returned last (``pool_use_lifo``): the ones in
+steady use stay few and keep their prepared statements, which the asyncpg dialect caches per connection
+(in alternating runs of the hub's ingest, 550 → 609 packages/s when its commit was still several
+statements whose text varies with the batch's size). A pooled connection is pinged when it is taken out
+only if it sat idle (:data:`PING_AFTER_IDLE_S`). :meth:`Database.run_statement` runs one statement with
+no transaction block, for PostgreSQL's one-statement group commit (:mod:`gateway.store.pg_batch`).
 """
 
 from __future__ import annotations
@@ -31,14 +36,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Executable, Row, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -84,7 +89,9 @@ def make_engine(
     """An engine configured for this project (see the module docstring for why each setting)."""
     parsed = parse_url(url)
     if parsed.get_backend_name() == "postgresql":
-        engine = create_async_engine(parsed, pool_size=pool_size, max_overflow=pool_size, **kwargs)
+        engine = create_async_engine(
+            parsed, pool_size=pool_size, max_overflow=pool_size, pool_use_lifo=True, **kwargs
+        )
         _ping_when_idle(engine.sync_engine)
         return engine
 
@@ -211,6 +218,14 @@ class Database:
 
         async with self._turn():
             return await asyncio.get_running_loop().run_in_executor(self._writer_thread, transaction)
+
+    async def run_statement(self, statement: Executable, params: Mapping[str, Any]) -> list[Row[Any]]:
+        """One statement as a transaction of its own (autocommit): committed once its answer arrives, with
+        no BEGIN or COMMIT round trip. Its rows are returned. For PostgreSQL, where one statement can
+        write several tables (SQLite's writes go through :meth:`run_write`)."""
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return list(await conn.execute(statement, params))
 
     def _turn(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """SQLite's two writer connections (async and sync) take turns here, never inside SQLite."""

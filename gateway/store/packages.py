@@ -26,15 +26,17 @@ from pathlib import Path
 from typing import Literal
 
 from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, aliased
 
 from gateway import lifecycle
-from gateway.calendar import HolidaysLike, deadline_for, month_key
+from gateway.calendar import HolidaysLike
 from gateway.edxml.model import DocumentPackage
 from gateway.errors import Conflict, FieldError, GatewayError, NotFound
-from gateway.lifecycle import REQUEST_FOR_DOC_TYPE, State
+from gateway.lifecycle import REQUEST_FOR_DOC_TYPE
+from gateway.store import pg_batch, rows
 from gateway.store.blobs import BlobStore
 from gateway.store.db import Database
 from gateway.store.models import (
@@ -388,9 +390,12 @@ async def ingest_packages(
     # unique-index locks in the same order instead of deadlocking.
     todo.sort(key=lambda i: items[i].record.sha256)
     try:
-        if all(items[i].record.bussiness_doc_type == 0 for i in todo):
-            # The common batch, new documents only: the whole transaction is one call (on SQLite, one
-            # hand-off to the writer thread; see Database.run_write).
+        if all(items[i].record.bussiness_doc_type == 0 for i in todo) and db.dialect == "postgresql":
+            # The common batch, new documents only, on PostgreSQL: one statement (see pg_batch).
+            plan = await _store_documents_at_once(db, items, todo, results, holidays=holidays, levels=levels)
+        elif all(items[i].record.bussiness_doc_type == 0 for i in todo):
+            # The same on SQLite: the whole transaction is one hand-off to the writer thread (see
+            # Database.run_write).
             plan = await db.run_write(
                 _store_documents, items, todo, results, holidays=holidays, levels=levels
             )
@@ -402,7 +407,12 @@ async def ingest_packages(
                 for i in plan.requests:
                     results[i] = await _insert(session, items[i], holidays=holidays, levels=plan.levels)
         for i, first in plan.twins:
-            results[i] = IngestResult(package=results[first].package, created=False)  # type: ignore[union-attr]
+            earlier = results[first]
+            results[i] = (
+                _document_conflict(items[i].record)
+                if isinstance(earlier, Conflict)
+                else IngestResult(package=earlier.package, created=False)  # type: ignore[union-attr]
+            )
     except (IntegrityError, GatewayError, DBAPIError) as exc:
         if isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError) and not _retryable(exc):
             raise
@@ -431,10 +441,15 @@ _FIND_DOCUMENTS = select(Package).where(
 )
 """New documents under these senders and DocumentIds: both columns constrained, so the lookup is a search
 of the (sender, DocumentId) index, never a scan of the table (the caller keeps the exact pairs)."""
-_INSERT_PACKAGES = insert(Package.__table__).returning(  # type: ignore[attr-defined]
-    Package.__table__.c.id,  # type: ignore[attr-defined]
-    sort_by_parameter_order=True,
-)
+_INSERT_PACKAGES = {
+    dialect: dml(Package.__table__)  # type: ignore[attr-defined]
+    .on_conflict_do_nothing()
+    .returning(Package.__table__.c.id, Package.__table__.c.sha256)  # type: ignore[attr-defined]
+    for dialect, dml in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
+"""New packages, each unless a stored one holds its bytes or (a new document) its DocumentId: the two
+unique indexes decide, so no look-up precedes the insert. A skipped row returns nothing; the rows that
+are returned carry their SHA-256 (no order is promised)."""
 _INSERT_RECIPIENTS = insert(PackageRecipient.__table__)  # type: ignore[attr-defined]
 _INSERT_ATTACHMENTS = insert(PackageAttachment.__table__)  # type: ignore[attr-defined]
 _INSERT_EXCHANGES = insert(Exchange.__table__)  # type: ignore[attr-defined]
@@ -469,57 +484,144 @@ def _store_documents(
     holidays: HolidaysLike,
     levels: Mapping[str, str | None] | None,
 ) -> _Plan:
-    """The synchronous part of a group commit: look up both idempotency keys, sort the items into
-    repeats, conflicts, new documents and requests, and write the new documents (filling ``results``)."""
+    """The synchronous part of a group commit: sort the items into repeats and conflicts within the batch,
+    new documents and requests, and write the new documents (filling ``results``).
+
+    New documents are not looked up first: the insert skips any that a stored package already holds
+    (:data:`_INSERT_PACKAGES`), and only those are looked up, to tell a repeat from a conflict. Under load
+    the look-ups were two of a commit's round trips and half of its time on PostgreSQL; almost every
+    package is new. Other bytes under a DocumentId an earlier item of the batch carries are looked up
+    after the insert: a conflict with that item, or with the stored package that made it skip, unless
+    they are themselves stored bytes (a repeat)."""
     records = [items[i].record for i in todo]
-    # Both idempotency keys, each by its index: these bytes, and new documents under these DocumentIds.
-    shas = {r.sha256 for r in records}
-    new_docs = {(r.sender, r.document_id) for r in records if r.bussiness_doc_type == 0}
-    found = list(session.execute(_FIND_BYTES, {"shas": list(shas)}).scalars())
-    if new_docs:
-        params = {"senders": list({k[0] for k in new_docs}), "documents": list({k[1] for k in new_docs})}
-        found += session.execute(_FIND_DOCUMENTS, params).scalars()
-    by_sha: dict[str, Package] = {}
-    by_document: dict[tuple[str, str], Package] = {}
-    for p in found:
-        if p.sha256 in shas:
-            by_sha[p.sha256] = p
-        if p.bussiness_doc_type == 0 and (p.sender_organ_id, p.document_id) in new_docs:
-            by_document[(p.sender_organ_id, p.document_id)] = p
     if levels is None:
         levels = _levels_sync(session, {o for r in records for o in (r.sender, *r.recipients)})
-    fresh: list[int] = []  # new documents, written together below
     plan = _Plan(requests=[], twins=[], levels=levels)
+    request_shas = [r.sha256 for r in records if r.bussiness_doc_type != 0]
+    stored = (
+        {p.sha256: p for p in session.execute(_FIND_BYTES, {"shas": request_shas}).scalars()}
+        if request_shas
+        else {}
+    )
+    fresh, clashes = _sort_batch(items, todo, results, plan, stored)
+    written = _insert_documents(session, [items[i] for i in fresh], holidays=holidays, levels=levels)
+    for i, result in zip(fresh, written, strict=True):
+        results[i] = result
+    if clashes:
+        settled = _settle(session, [items[i].record for i in clashes])
+        for i, result in zip(clashes, settled, strict=True):
+            results[i] = result
+    return plan
+
+
+def _sort_batch(
+    items: Sequence[IngestItem],
+    todo: Sequence[int],
+    results: list[IngestResult | GatewayError | None],
+    plan: _Plan,
+    stored: Mapping[str, Package],
+) -> tuple[list[int], list[int]]:
+    """Sort a batch, in its order, into repeats of an earlier item (``plan.twins``), requests
+    (``plan.requests``; ``stored``: the packages holding their bytes, a repeat each), new documents to
+    insert, and other bytes under the DocumentId of an earlier item (clashes, settled after the insert):
+    the last two are returned."""
+    fresh: list[int] = []  # new documents, written together below
+    clashes: list[int] = []  # other bytes under the DocumentId of an earlier item: settled after it
     pending_sha: dict[str, int] = {}
-    pending_doc: dict[tuple[str, str], int] = {}
+    pending_doc: set[tuple[str, str]] = set()
     for i in todo:
         record = items[i].record
-        stored = by_sha.get(record.sha256)
-        if stored is not None:
-            results[i] = IngestResult(package=stored, created=False)
-            continue
         if record.sha256 in pending_sha:
             plan.twins.append((i, pending_sha[record.sha256]))
-            continue
-        key = (record.sender, record.document_id)
-        if record.bussiness_doc_type != 0:
+        elif record.bussiness_doc_type != 0:
+            if record.sha256 in stored:
+                results[i] = IngestResult(package=stored[record.sha256], created=False)
+            else:
+                pending_sha[record.sha256] = i
+                plan.requests.append(i)
+        elif (record.sender, record.document_id) in pending_doc:
             pending_sha[record.sha256] = i
-            plan.requests.append(i)
-        elif key in by_document or key in pending_doc:
-            # Same bytes committed by another process between the two lookups (see _existing).
-            other = by_document.get(key)
-            same = other is not None and other.sha256 == record.sha256
-            results[i] = (
-                IngestResult(package=other, created=False) if same else _document_conflict(record)  # type: ignore[arg-type]
-            )
+            clashes.append(i)
         else:
             pending_sha[record.sha256] = i
-            pending_doc[key] = i
+            pending_doc.add((record.sender, record.document_id))
             fresh.append(i)
-    created = _insert_documents(session, [items[i] for i in fresh], holidays=holidays, levels=levels)
-    for i, result in zip(fresh, created, strict=True):
-        results[i] = result
+    return fresh, clashes
+
+
+async def _store_documents_at_once(
+    db: Database,
+    items: Sequence[IngestItem],
+    todo: Sequence[int],
+    results: list[IngestResult | GatewayError | None],
+    *,
+    holidays: HolidaysLike,
+    levels: Mapping[str, str | None] | None,
+) -> _Plan:
+    """:func:`_store_documents` for a batch of new documents on PostgreSQL, as one statement committed on
+    its own (:mod:`gateway.store.pg_batch`); what it skipped is settled afterwards, in a read."""
+    records = [items[i].record for i in todo]
+    if levels is None:
+        async with db.read() as session:
+            levels = await session.run_sync(
+                _levels_sync, {o for r in records for o in (r.sender, *r.recipients)}
+            )
+    plan = _Plan(requests=[], twins=[], levels=levels)
+    fresh, clashes = _sort_batch(items, todo, results, plan, {})
+    later = list(clashes)
+    if fresh:
+        written = [items[i] for i in fresh]
+        packages = [rows.package_row(i.record, receipt=i.receipt, received_at=i.received_at) for i in written]
+        keyed = [(item.record.sha256, item.record) for item in written]
+        received_at = [item.received_at for item in written]
+        children = {
+            "recipient": rows.recipient_rows(keyed),
+            "attachment": rows.attachment_rows(keyed),
+            "exchange": rows.exchange_rows(keyed, received_at, holidays=holidays, levels=levels),
+            "inbox": rows.inbox_rows(keyed, received_at),
+            "body": rows.body_rows([(item.record.sha256, item.body) for item in written]),
+        }
+        answer = await db.run_statement(pg_batch.STATEMENT, pg_batch.parameters(packages, children))
+        ids: dict[str, int] = {sha: pid for pid, sha in answer}
+        for i, row in zip(fresh, packages, strict=True):
+            pid = ids.get(items[i].record.sha256)
+            if pid is None:
+                later.append(i)
+            else:
+                results[i] = IngestResult(package=Package.model_construct(id=pid, **row), created=True)
+    if later:
+        async with db.read() as session:
+            settled = await session.run_sync(_settle, [items[i].record for i in later])
+        for i, result in zip(later, settled, strict=True):
+            results[i] = result
     return plan
+
+
+def _settle(session: Session, records: Sequence[PackageRecord]) -> list[IngestResult | Conflict]:
+    """What stored package keeps each of these new documents out: one with the same bytes (a repeat) or,
+    failing that, another under the same DocumentId (a conflict).
+
+    Each look-up is a statement of its own, which under READ COMMITTED (PostgreSQL) sees everything
+    committed before it started, so the package that made the insert skip a row (committed before the
+    insert went on) is visible to both."""
+    shas = [r.sha256 for r in records]
+    by_sha = {p.sha256: p for p in session.execute(_FIND_BYTES, {"shas": shas}).scalars()}
+    rest = [r for r in records if r.sha256 not in by_sha]
+    taken: set[tuple[str, str]] = set()
+    if rest:
+        params = {"senders": list({r.sender for r in rest}), "documents": list({r.document_id for r in rest})}
+        taken = {
+            (p.sender_organ_id, p.document_id) for p in session.execute(_FIND_DOCUMENTS, params).scalars()
+        }
+    settled: list[IngestResult | Conflict] = []
+    for record in records:
+        if record.sha256 in by_sha:
+            settled.append(IngestResult(package=by_sha[record.sha256], created=False))
+        elif (record.sender, record.document_id) in taken:
+            settled.append(_document_conflict(record))
+        else:  # pragma: no cover - packages are never deleted
+            raise RuntimeError(f"package {record.sha256} was skipped, yet no stored package holds its keys")
+    return settled
 
 
 def _retryable(exc: DBAPIError) -> bool:
@@ -528,77 +630,24 @@ def _retryable(exc: DBAPIError) -> bool:
     return state in ("40P01", "40001")
 
 
-def _package_row(record: PackageRecord, *, receipt: bytes, received_at: dt.datetime) -> dict[str, object]:
-    return {
-        "sha256": record.sha256,
-        "size": record.size,
-        "form": record.form,
-        "blob_sha256": record.blob_sha256,
-        "sender_organ_id": record.sender,
-        "document_id": record.document_id,
-        "bussiness_doc_type": record.bussiness_doc_type,
-        "bussiness_doc_reason": record.bussiness_doc_reason,
-        "paper": record.paper,
-        "target_document_id": None,
-        "target_package_id": None,
-        "signature_verdict": record.signature_verdict,
-        "signer_fingerprint": record.signer_fingerprint,
-        "received_at": received_at,
-        "receipt": receipt,
-        "code_number": record.code_number,
-        "code_notation": record.code_notation,
-        "subject": record.subject,
-        "document_type": record.document_type,
-        "promulgation_date": record.promulgation_date,
-        "priority": record.priority,
-        "due_date": record.due_date,
-        "content_type": record.content_type,
-    }
-
-
-def _insert_children(session: Session, rows: Sequence[tuple[int, PackageRecord]]) -> None:
+def _insert_children(session: Session, packages: Sequence[tuple[int, PackageRecord]]) -> None:
     """Recipients and attachments of freshly inserted packages: one statement per table for all of them."""
-    recipients = [
-        {"package_id": pid, "organ_id": r, "position": i}
-        for pid, record in rows
-        for i, r in enumerate(record.recipients)
-    ]
-    if recipients:
+    if recipients := rows.recipient_rows(packages):
         session.execute(_INSERT_RECIPIENTS, recipients)
-    attachments = [
-        {
-            "package_id": pid,
-            "content_id": a.content_id,
-            "position": i,
-            "name": a.name,
-            "content_type": a.content_type,
-            "description": a.description,
-            "size": a.size,
-            "sha256": a.sha256,
-        }
-        for pid, record in rows
-        for i, a in enumerate(record.attachments)
-    ]
-    if attachments:
+    if attachments := rows.attachment_rows(packages):
         session.execute(_INSERT_ATTACHMENTS, attachments)
 
 
-def _insert_bodies(session: Session, rows: Sequence[tuple[int, bytes | None]]) -> None:
+def _insert_bodies(session: Session, bodies: Sequence[tuple[int, bytes | None]]) -> None:
     """The bytes of the packages that keep them in the database (see :class:`PackageBody`)."""
-    bodies = [{"package_id": pid, "data": data} for pid, data in rows if data is not None]
-    if bodies:
-        session.execute(_INSERT_BODIES, bodies)
+    if kept := rows.body_rows(bodies):
+        session.execute(_INSERT_BODIES, kept)
 
 
 def _insert_inbox(
-    session: Session, rows: Sequence[tuple[int, PackageRecord]], received_at: Sequence[dt.datetime]
+    session: Session, packages: Sequence[tuple[int, PackageRecord]], received_at: Sequence[dt.datetime]
 ) -> None:
-    items = [
-        {"organ_id": r, "kind": "package", "package_id": pid, "created_at": at, "acked_at": None}
-        for (pid, record), at in zip(rows, received_at, strict=True)
-        for r in record.recipients
-    ]
-    if items:
+    if items := rows.inbox_rows(packages, received_at):
         session.execute(_INSERT_INBOX, items)
 
 
@@ -608,53 +657,36 @@ def _insert_documents(
     *,
     holidays: HolidaysLike,
     levels: Mapping[str, str | None],
-) -> list[IngestResult]:
+) -> list[IngestResult | Conflict]:
     """New documents (BussinessDocType 0), many at once: a fixed handful of statements for the whole batch.
 
     Each statement is a database round trip (through a thread for SQLite), which costs far more than the
     rows it carries; one multi-row INSERT … RETURNING per table keeps a group commit's cost nearly flat in
-    its size. The returned packages are plain values (not attached to the session), like the ones a read
-    session returns.
+    its size. An item whose bytes or DocumentId a stored package holds is not written: it gets the stored
+    package (a repeat) or a :class:`Conflict` (:func:`_settle`). The returned packages are plain values
+    (not attached to the session), like the ones a read session returns.
     """
     if not items:
         return []
-    rows = [_package_row(i.record, receipt=i.receipt, received_at=i.received_at) for i in items]
-    ids = session.execute(_INSERT_PACKAGES, rows).scalars().all()
-    pairs = [(pid, item.record) for pid, item in zip(ids, items, strict=True)]
+    packages = [rows.package_row(i.record, receipt=i.receipt, received_at=i.received_at) for i in items]
+    statement = _INSERT_PACKAGES[session.get_bind().dialect.name]
+    ids: dict[str, int] = {sha: pid for pid, sha in session.execute(statement, packages)}
+    shas = [item.record.sha256 for item in items]
+    written = [(ids[sha], item) for item, sha in zip(items, shas, strict=True) if sha in ids]
+    pairs = [(pid, item.record) for pid, item in written]
     _insert_children(session, pairs)
-    exchanges = []
-    for (pid, record), item in zip(pairs, items, strict=True):
-        at = item.received_at
-        deadline = deadline_for(at, holidays)
-        month = month_key(at)
-        exchanges += [
-            {
-                "package_id": pid,
-                "sender_organ_id": record.sender,
-                "recipient_organ_id": recipient,
-                "sender_level": levels.get(record.sender),
-                "recipient_level": levels.get(recipient),
-                "month": month,
-                "paper": record.paper,
-                "signature_ok": record.signature_verdict == "valid",
-                "state": State.QUEUED.value,
-                "previous_state": None,
-                "request_kind": None,
-                "created_at": at,
-                "deadline": deadline,
-                "arrived_at": None,
-                "accepted_at": None,
-                "closed_at": None,
-                "updated_at": at,
-            }
-            for recipient in record.recipients
-        ]
-    session.execute(_INSERT_EXCHANGES, exchanges)
-    _insert_inbox(session, pairs, [i.received_at for i in items])
-    _insert_bodies(session, [(pid, item.body) for pid, item in zip(ids, items, strict=True)])
+    received_at = [item.received_at for _, item in written]
+    if exchanges := rows.exchange_rows(pairs, received_at, holidays=holidays, levels=levels):
+        session.execute(_INSERT_EXCHANGES, exchanges)
+    _insert_inbox(session, pairs, received_at)
+    _insert_bodies(session, [(pid, item.body) for pid, item in written])
+    skipped = [item.record for item, sha in zip(items, shas, strict=True) if sha not in ids]
+    settled = iter(_settle(session, skipped) if skipped else ())
     return [
-        IngestResult(package=Package.model_construct(id=pid, **row), created=True)
-        for pid, row in zip(ids, rows, strict=True)
+        IngestResult(package=Package.model_construct(id=ids[sha], **row), created=True)
+        if sha in ids
+        else next(settled)
+        for sha, row in zip(shas, packages, strict=True)
     ]
 
 
@@ -669,10 +701,12 @@ async def _insert(
     if levels is None:
         levels = await _levels(session, {record.sender, *record.recipients})
     if record.bussiness_doc_type == 0:
-        documents = await session.run_sync(_insert_documents, [item], holidays=holidays, levels=levels)
-        return documents[0]
+        (document,) = await session.run_sync(_insert_documents, [item], holidays=holidays, levels=levels)
+        if isinstance(document, Conflict):
+            raise document
+        return document
     # A recall/update/replacement: an ORM object, since applying the request fills its target fields.
-    package = Package(**_package_row(record, receipt=item.receipt, received_at=received_at))
+    package = Package(**rows.package_row(record, receipt=item.receipt, received_at=received_at))
     session.add(package)
     await session.flush()
     assert package.id is not None
