@@ -280,6 +280,72 @@ def test_both_ways_of_writing_a_batch_fill_every_column_they_must():
     assert "ON CONFLICT DO NOTHING" in statement
 
 
+async def test_a_batch_writes_the_rows_a_single_ingest_writes(db):
+    """Every row a batched ingest writes (on PostgreSQL the one statement of pg_batch, on SQLite the
+    writer thread's per-table inserts) equals what a single ingest writes for the same package, attachments
+    and small body included, but for the keys that tell the two packages apart."""
+    from gateway.store import upsert_agencies
+    from gateway.store.models import InboxItem, PackageAttachment, PackageRecipient
+    from gateway.store.packages import AttachmentRecord
+
+    await upsert_agencies(
+        db,
+        [
+            AgencyRecord(organ_id=SENDER, name="UBND tỉnh", level="province"),
+            AgencyRecord(organ_id=RECIPIENTS[0], name="Sở", level="department"),
+        ],
+        now=T0,
+    )
+    attachments = tuple(
+        AttachmentRecord(
+            content_id=f"cid:{i}",
+            size=i,
+            sha256=sha(f"att-{i}"),
+            name=f"{i}.pdf",
+            content_type="application/pdf",
+            description=None if i else "QĐ",
+        )
+        for i in range(2)
+    )
+
+    def record(body: str):  # type: ignore[no-untyped-def]
+        return make_record(
+            body, document_id=f"{SENDER},2027/03/02,{body}/A", attachments=attachments, paper=True
+        )
+
+    single = await ingest_package(db, record("single"), receipt=b"<r/>", received_at=T0, body=b"<edXML/>")
+    (batched,) = await ingest_packages(
+        db, [IngestItem(record=record("double"), receipt=b"<r/>", received_at=T0, body=b"<edXML/>")]
+    )
+    assert single.created
+    assert batched.created  # type: ignore[union-attr]
+    ids = {single.package.id: "P", batched.package.id: "P"}  # type: ignore[union-attr]
+    varying = {"id", "package_id", "sha256", "blob_sha256", "document_id"}
+
+    async def rows_of(model, package_id: int) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+        async with db.read() as s:
+            column = model.id if model is Package else model.package_id
+            found = (await s.execute(select(model).where(column == package_id))).scalars().all()
+        out = []
+        for row in found:
+            values = row.model_dump()
+            varying_here = varying - {"sha256"} if model is PackageAttachment else varying
+            out.append(
+                {
+                    k: (ids.get(v, v) if k == "package_id" else v)
+                    for k, v in values.items()
+                    if k not in varying_here
+                }
+            )
+        return sorted(out, key=repr)
+
+    for model in (Package, PackageRecipient, PackageAttachment, Exchange, InboxItem, PackageBody):
+        left = await rows_of(model, single.package.id)
+        right = await rows_of(model, batched.package.id)  # type: ignore[union-attr]
+        assert left, model
+        assert left == right, model
+
+
 async def test_two_engines_racing_for_one_document_id_store_one_package(database_url):
     """Two batches (two hub processes) carrying other bytes under the same DocumentIds: each DocumentId
     ends up with exactly one package, and the other item is refused as a conflict, not an error."""
