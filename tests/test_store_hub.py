@@ -254,15 +254,9 @@ def test_both_ways_of_writing_a_batch_fill_every_column_they_must():
 
     assert set(rows.PACKAGE_COLUMNS) == {c.name for c in Package.__table__.columns} - {"id"}  # type: ignore[attr-defined]
     record = make_record("columns", attachments=(AttachmentRecord(content_id="a", size=1, sha256=sha("a")),))
-    keyed = [(record.sha256, record)]
-    built = {
-        "recipient": rows.recipient_rows(keyed),
-        "attachment": rows.attachment_rows(keyed),
-        "exchange": rows.exchange_rows(keyed, [T0], holidays=None, levels={}),
-        "inbox": rows.inbox_rows(keyed, [T0]),
-        "body": rows.body_rows([(record.sha256, b"bytes")]),
-    }
-    assert set(built) == {prefix for prefix, _, _ in pg_batch.CHILDREN}
+    item = IngestItem(record=record, receipt=b"r", received_at=T0, body=b"bytes")
+    built = rows.children([(record.sha256, item)], holidays=None, levels={})
+    assert list(built) == [prefix for prefix, _, _ in pg_batch.CHILDREN]
     for prefix, table, columns in pg_batch.CHILDREN:
         assert built[prefix], prefix
         assert all(tuple(row) == columns for row in built[prefix]), prefix

@@ -450,11 +450,8 @@ _INSERT_PACKAGES = {
 """New packages, each unless a stored one holds its bytes or (a new document) its DocumentId: the two
 unique indexes decide, so no look-up precedes the insert. A skipped row returns nothing; the rows that
 are returned carry their SHA-256 (no order is promised)."""
-_INSERT_RECIPIENTS = insert(PackageRecipient.__table__)  # type: ignore[attr-defined]
-_INSERT_ATTACHMENTS = insert(PackageAttachment.__table__)  # type: ignore[attr-defined]
-_INSERT_EXCHANGES = insert(Exchange.__table__)  # type: ignore[attr-defined]
-_INSERT_INBOX = insert(InboxItem.__table__)  # type: ignore[attr-defined]
-_INSERT_BODIES = insert(PackageBody.__table__)  # type: ignore[attr-defined]
+_INSERT_CHILDREN = {name: insert(table) for name, table, _ in pg_batch.CHILDREN}
+"""Each child table's multi-row insert, by the names of :func:`rows.children`."""
 _BODY = (
     select(PackageBody.data)
     .join(Package, Package.id == PackageBody.package_id)  # type: ignore[arg-type]
@@ -505,11 +502,8 @@ def _store_documents(
     )
     fresh, clashes = _sort_batch(items, todo, results, plan, stored)
     written = _insert_documents(session, [items[i] for i in fresh], holidays=holidays, levels=levels)
-    for i, result in zip(fresh, written, strict=True):
-        results[i] = result
-    if clashes:
-        settled = _settle(session, [items[i].record for i in clashes])
-        for i, result in zip(clashes, settled, strict=True):
+    if later := _place(results, fresh, written, clashes):
+        for i, result in zip(later, _settle(session, [items[i].record for i in later]), strict=True):
             results[i] = result
     return plan
 
@@ -568,33 +562,48 @@ async def _store_documents_at_once(
             )
     plan = _Plan(requests=[], twins=[], levels=levels)
     fresh, clashes = _sort_batch(items, todo, results, plan, {})
-    later = list(clashes)
+    written: list[IngestResult | None] = []
     if fresh:
-        written = [items[i] for i in fresh]
-        packages = [rows.package_row(i.record, receipt=i.receipt, received_at=i.received_at) for i in written]
-        keyed = [(item.record.sha256, item.record) for item in written]
-        received_at = [item.received_at for item in written]
-        children = {
-            "recipient": rows.recipient_rows(keyed),
-            "attachment": rows.attachment_rows(keyed),
-            "exchange": rows.exchange_rows(keyed, received_at, holidays=holidays, levels=levels),
-            "inbox": rows.inbox_rows(keyed, received_at),
-            "body": rows.body_rows([(item.record.sha256, item.body) for item in written]),
-        }
+        new = [items[i] for i in fresh]
+        packages = [rows.package_row(item) for item in new]
+        children = rows.children(
+            [(item.record.sha256, item) for item in new], holidays=holidays, levels=levels
+        )
         answer = await db.run_statement(pg_batch.STATEMENT, pg_batch.parameters(packages, children))
-        ids: dict[str, int] = {sha: pid for pid, sha in answer}
-        for i, row in zip(fresh, packages, strict=True):
-            pid = ids.get(items[i].record.sha256)
-            if pid is None:
-                later.append(i)
-            else:
-                results[i] = IngestResult(package=Package.model_construct(id=pid, **row), created=True)
-    if later:
+        written = _created(packages, {sha: pid for pid, sha in answer})
+    if later := _place(results, fresh, written, clashes):
         async with db.read() as session:
             settled = await session.run_sync(_settle, [items[i].record for i in later])
         for i, result in zip(later, settled, strict=True):
             results[i] = result
     return plan
+
+
+def _created(packages: Sequence[rows.Row], ids: Mapping[str, int]) -> list[IngestResult | None]:
+    """The results of the new documents an insert wrote, from their rows and ids (by SHA-256); None for
+    each one it skipped."""
+    created: list[IngestResult | None] = []
+    for row in packages:
+        pid = ids.get(str(row["sha256"]))
+        created.append(
+            None
+            if pid is None
+            else IngestResult(package=Package.model_construct(id=pid, **row), created=True)
+        )
+    return created
+
+
+def _place(
+    results: list[IngestResult | GatewayError | None],
+    fresh: Sequence[int],
+    written: Sequence[IngestResult | None],
+    clashes: Sequence[int],
+) -> list[int]:
+    """Put the results of the new documents the insert wrote; return the items left to :func:`_settle`:
+    those it skipped, and the clashes."""
+    for i, result in zip(fresh, written, strict=True):
+        results[i] = result
+    return [i for i, result in zip(fresh, written, strict=True) if result is None] + list(clashes)
 
 
 def _settle(session: Session, records: Sequence[PackageRecord]) -> list[IngestResult | Conflict]:
@@ -630,25 +639,17 @@ def _retryable(exc: DBAPIError) -> bool:
     return state in ("40P01", "40001")
 
 
-def _insert_children(session: Session, packages: Sequence[tuple[int, PackageRecord]]) -> None:
-    """Recipients and attachments of freshly inserted packages: one statement per table for all of them."""
-    if recipients := rows.recipient_rows(packages):
-        session.execute(_INSERT_RECIPIENTS, recipients)
-    if attachments := rows.attachment_rows(packages):
-        session.execute(_INSERT_ATTACHMENTS, attachments)
-
-
-def _insert_bodies(session: Session, bodies: Sequence[tuple[int, bytes | None]]) -> None:
-    """The bytes of the packages that keep them in the database (see :class:`PackageBody`)."""
-    if kept := rows.body_rows(bodies):
-        session.execute(_INSERT_BODIES, kept)
-
-
-def _insert_inbox(
-    session: Session, packages: Sequence[tuple[int, PackageRecord]], received_at: Sequence[dt.datetime]
+def _insert_children(
+    session: Session,
+    packages: Sequence[tuple[int, IngestItem]],
+    *,
+    holidays: HolidaysLike,
+    levels: Mapping[str, str | None],
 ) -> None:
-    if items := rows.inbox_rows(packages, received_at):
-        session.execute(_INSERT_INBOX, items)
+    """The child rows of freshly inserted packages (:func:`rows.children`): one statement per table."""
+    for name, table_rows in rows.children(packages, holidays=holidays, levels=levels).items():
+        if table_rows:
+            session.execute(_INSERT_CHILDREN[name], table_rows)
 
 
 def _insert_documents(
@@ -657,37 +658,23 @@ def _insert_documents(
     *,
     holidays: HolidaysLike,
     levels: Mapping[str, str | None],
-) -> list[IngestResult | Conflict]:
+) -> list[IngestResult | None]:
     """New documents (BussinessDocType 0), many at once: a fixed handful of statements for the whole batch.
 
     Each statement is a database round trip (through a thread for SQLite), which costs far more than the
     rows it carries; one multi-row INSERT … RETURNING per table keeps a group commit's cost nearly flat in
-    its size. An item whose bytes or DocumentId a stored package holds is not written: it gets the stored
-    package (a repeat) or a :class:`Conflict` (:func:`_settle`). The returned packages are plain values
-    (not attached to the session), like the ones a read session returns.
+    its size. An item whose bytes or DocumentId a stored package holds is skipped: None (:func:`_settle`
+    tells a repeat from a conflict). The returned packages are plain values (not attached to the
+    session), like the ones a read session returns.
     """
     if not items:
         return []
-    packages = [rows.package_row(i.record, receipt=i.receipt, received_at=i.received_at) for i in items]
+    packages = [rows.package_row(item) for item in items]
     statement = _INSERT_PACKAGES[session.get_bind().dialect.name]
     ids: dict[str, int] = {sha: pid for pid, sha in session.execute(statement, packages)}
-    shas = [item.record.sha256 for item in items]
-    written = [(ids[sha], item) for item, sha in zip(items, shas, strict=True) if sha in ids]
-    pairs = [(pid, item.record) for pid, item in written]
-    _insert_children(session, pairs)
-    received_at = [item.received_at for _, item in written]
-    if exchanges := rows.exchange_rows(pairs, received_at, holidays=holidays, levels=levels):
-        session.execute(_INSERT_EXCHANGES, exchanges)
-    _insert_inbox(session, pairs, received_at)
-    _insert_bodies(session, [(pid, item.body) for pid, item in written])
-    skipped = [item.record for item, sha in zip(items, shas, strict=True) if sha not in ids]
-    settled = iter(_settle(session, skipped) if skipped else ())
-    return [
-        IngestResult(package=Package.model_construct(id=ids[sha], **row), created=True)
-        if sha in ids
-        else next(settled)
-        for sha, row in zip(shas, packages, strict=True)
-    ]
+    written = [(ids[item.record.sha256], item) for item in items if item.record.sha256 in ids]
+    _insert_children(session, written, holidays=holidays, levels=levels)
+    return _created(packages, ids)
 
 
 async def _insert(
@@ -702,18 +689,18 @@ async def _insert(
         levels = await _levels(session, {record.sender, *record.recipients})
     if record.bussiness_doc_type == 0:
         (document,) = await session.run_sync(_insert_documents, [item], holidays=holidays, levels=levels)
+        if document is None:
+            (document,) = await session.run_sync(_settle, [record])
         if isinstance(document, Conflict):
             raise document
         return document
     # A recall/update/replacement: an ORM object, since applying the request fills its target fields.
-    package = Package(**rows.package_row(record, receipt=item.receipt, received_at=received_at))
+    package = Package(**rows.package_row(item))
     session.add(package)
     await session.flush()
     assert package.id is not None
-    await session.run_sync(_insert_children, [(package.id, record)])
-    await session.run_sync(_insert_bodies, [(package.id, item.body)])
+    await session.run_sync(_insert_children, [(package.id, item)], holidays=holidays, levels=levels)
     requests = await _make_requests(session, package, record, received_at=received_at)
-    await session.run_sync(_insert_inbox, [(package.id, record)], [received_at])
     return IngestResult(package=package, created=True, requests=requests)
 
 

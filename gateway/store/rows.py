@@ -2,8 +2,8 @@
 
 Child rows carry the package's key in ``package_id``: its id once the package row is inserted, or its
 SHA-256 when the whole batch goes to PostgreSQL as one statement that joins the children to the package
-rows it inserts (:mod:`gateway.store.pg_batch`). One builder per table keeps both ways writing the same
-rows.
+rows it inserts (:mod:`gateway.store.pg_batch`). :func:`children` is the one list of child tables both
+ways write, so they write the same rows.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from gateway.calendar import HolidaysLike, deadline_for, month_key
 from gateway.lifecycle import State
 
 if TYPE_CHECKING:
-    from gateway.store.packages import PackageRecord
+    from gateway.store.packages import IngestItem, PackageRecord
 
 K = TypeVar("K", int, str)
 Row = dict[str, object]
@@ -80,7 +80,8 @@ INBOX_COLUMNS = ("organ_id", "kind", "package_id", "created_at", "acked_at")
 BODY_COLUMNS = ("package_id", "data")
 
 
-def package_row(record: PackageRecord, *, receipt: bytes, received_at: dt.datetime) -> Row:
+def package_row(item: IngestItem) -> Row:
+    record = item.record
     return {
         "sha256": record.sha256,
         "size": record.size,
@@ -95,8 +96,8 @@ def package_row(record: PackageRecord, *, receipt: bytes, received_at: dt.dateti
         "target_package_id": None,
         "signature_verdict": record.signature_verdict,
         "signer_fingerprint": record.signer_fingerprint,
-        "received_at": received_at,
-        "receipt": receipt,
+        "received_at": item.received_at,
+        "receipt": item.receipt,
         "code_number": record.code_number,
         "code_notation": record.code_notation,
         "subject": record.subject,
@@ -140,10 +141,12 @@ def exchange_rows(
     holidays: HolidaysLike,
     levels: Mapping[str, str | None],
 ) -> list[Row]:
-    """One exchange per recipient of each new document: ``queued``, with its deadline by the working-day
-    calendar and both levels as routed."""
+    """One exchange per recipient of each new document (none for a recall, update or replacement):
+    ``queued``, with its deadline by the working-day calendar and both levels as routed."""
     rows: list[Row] = []
     for (key, record), at in zip(packages, received_at, strict=True):
+        if record.bussiness_doc_type != 0:
+            continue
         deadline = deadline_for(at, holidays)
         month = month_key(at)
         rows += [
@@ -182,3 +185,19 @@ def inbox_rows(packages: Sequence[tuple[K, PackageRecord]], received_at: Sequenc
 def body_rows(bodies: Sequence[tuple[K, bytes | None]]) -> list[Row]:
     """The bytes of the packages that keep them in the database (see ``PackageBody``)."""
     return [{"package_id": key, "data": data} for key, data in bodies if data is not None]
+
+
+def children(
+    packages: Sequence[tuple[K, IngestItem]], *, holidays: HolidaysLike, levels: Mapping[str, str | None]
+) -> dict[str, list[Row]]:
+    """Every child row of these packages, by table (the names of ``pg_batch.CHILDREN``, in its order):
+    recipients, attachments, exchanges, inbox items, small bodies."""
+    records = [(key, item.record) for key, item in packages]
+    received_at = [item.received_at for _, item in packages]
+    return {
+        "recipient": recipient_rows(records),
+        "attachment": attachment_rows(records),
+        "exchange": exchange_rows(records, received_at, holidays=holidays, levels=levels),
+        "inbox": inbox_rows(records, received_at),
+        "body": body_rows([(key, item.body) for key, item in packages]),
+    }
