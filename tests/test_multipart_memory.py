@@ -49,3 +49,35 @@ def test_64_mb_part_in_constant_memory():
     assert part.sha256 == expected.hexdigest()
     # A feed copies at most one chunk (+ a tail shorter than the delimiter): a few MiB, never the part.
     assert peak < 3 * CHUNK, peak
+
+
+def test_a_chunk_after_a_held_back_tail_is_read_in_place():
+    """A chunk ending in what might begin a delimiter (a CR) leaves that tail held back; the next chunk is
+    then searched where it lies, not copied behind the tail (a 4 MiB copy per such chunk, every chunk for
+    a body with a repeating pattern)."""
+    chunk = bytearray(os.urandom(4 << 20))
+    chunk[-3] = 0x0D
+    assert DASH not in chunk
+    head = (
+        DASH
+        + b"\r\nContent-Type: application/edxml+xml\r\nContent-ID: <edxml>\r\n\r\n<edXML/>\r\n"
+        + DASH
+        + b"\r\nContent-ID: <big>\r\nContent-Type: application/octet-stream\r\n\r\n"
+    )
+    reader = MultipartReader(CT, sink_factory=DiscardSink)
+    reader.feed(head)
+    reader.feed(chunk)
+    peaks = []
+    for _ in range(3):
+        tracemalloc.start()
+        try:
+            reader.feed(chunk)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        peaks.append(peak)
+    reader.feed(b"\r\n" + DASH + b"--\r\n")
+    (part,) = reader.close().parts
+    assert part.size == 4 * len(chunk)
+    assert part.sha256 == hashlib.sha256(bytes(chunk) * 4).hexdigest()
+    assert max(peaks) < 64 * 1024, peaks
