@@ -37,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -444,15 +445,18 @@ def _drop_pg_database(url: str) -> None:
 
 def cpu_shares(pid: int, *, workers: int, database_url: str) -> Any:
     """Who uses the CPU while the load runs: the hub's event-loop process(es), their verification pools,
-    PostgreSQL's backends, the load generator (see :class:`bench.scale_out.CpuShares`)."""
+    the PostgreSQL server, the load generator (see :class:`bench.scale_out.CpuShares`)."""
     from hub_helpers import child_pids
 
-    from bench.scale_out import CpuShares, _pg_backends
+    from bench.scale_out import CpuShares, Party, _pg_postmaster, _pg_server_seconds
 
     loops = [pid] if workers == 1 else child_pids(pid)
-    groups = {"hub event loops": loops, "verify pools": [c for p in loops for c in child_pids(p)]}
+    groups: dict[str, Party] = {
+        "hub event loops": loops,
+        "verify pools": [c for p in loops for c in child_pids(p)],
+    }
     if database_url.startswith("postgresql"):
-        groups["postgres"] = _pg_backends(database_url)
+        groups["postgres"] = partial(_pg_server_seconds, _pg_postmaster(database_url))
     return CpuShares(groups)
 
 
