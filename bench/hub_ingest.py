@@ -78,6 +78,13 @@ def floor_rate(data: bytes, seconds: float) -> float:
 # --- load generator (own process) -------------------------------------------------------------------
 
 
+def _response_head(head: bytes) -> tuple[int, int | None]:
+    """An HTTP/1.1 response's status and ``Content-Length`` (None without one), from its head."""
+    lines = head.split(b"\r\n")
+    length = next((int(v.split(b":", 1)[1]) for v in lines if v[:15].lower() == b"content-length:"), None)
+    return int(lines[0].split(b" ", 2)[1]), length
+
+
 def _load_main(
     port: int, cert: str, key: str, ca: str, bodies: list[bytes], connections: int, out: Any
 ) -> None:
@@ -104,12 +111,7 @@ def _load_main(
 
         async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
             writer.write(request)
-            lines = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")
-            status = int(lines[0].split(b" ", 2)[1])
-            length = next(
-                (int(line.split(b":", 1)[1]) for line in lines if line[:15].lower() == b"content-length:"),
-                None,
-            )
+            status, length = _response_head(await reader.readuntil(b"\r\n\r\n"))
             if length is None:
                 raise RuntimeError(f"the hub answered {status} without a Content-Length")
             await reader.readexactly(length)
@@ -255,14 +257,13 @@ def _read_response(tls: Any) -> int:
             raise ConnectionError("the hub closed the connection before its answer")
         data += more
     head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    length = next((int(v.split(b":", 1)[1]) for v in lines if v[:15].lower() == b"content-length:"), 0)
-    while len(rest) < length:
+    status, length = _response_head(head)
+    while len(rest) < (length or 0):
         more = tls.recv(65536)
         if not more:
             raise ConnectionError("the hub closed the connection inside its answer")
         rest += more
-    return int(lines[0].split(b" ", 2)[1])
+    return status
 
 
 SEND_STEP = 1 << 20

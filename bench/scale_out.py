@@ -53,10 +53,16 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # --- CPU accounting from /proc ------------------------------------------------------------------------
 
 
+def _proc_stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (which may hold spaces): state, ppid, …;
+    utime, stime, cutime, cstime at 11–14. Raises ``OSError`` once the process is gone."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _cpu_seconds(pid: int) -> float:
     """utime + stime of one process (0 if it is gone)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = _proc_stat(pid)
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
@@ -88,7 +94,7 @@ def _pg_postmaster(database_url: str) -> int:
         try:
             backend = int(await conn.fetchval("SELECT pg_backend_pid()"))
             # read while the connection is open: its backend exits with it
-            return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            return int(_proc_stat(backend)[1])
         finally:
             await conn.close()
 
@@ -101,7 +107,7 @@ def _pg_server_seconds(postmaster: int) -> float:
     connections while the load runs: listing backends once missed most of PostgreSQL's work in some runs).
     Another database's work on the same server would count too: the bench machine runs none."""
     try:
-        fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = _proc_stat(postmaster)
     except OSError:
         return 0.0
     own_and_reaped = sum(int(v) for v in fields[11:15]) / CLK_TCK  # utime stime cutime cstime
